@@ -1,0 +1,39 @@
+# The two commands of the README: `make study` and `make test`. Both do all set-up.
+# Set-up is idempotent: a stamp file in .venv records a finished install.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.dynaprune-installed
+DATA   := data/FashionMNIST/raw/train-images-idx3-ubyte
+PROFILE ?= quick
+
+.PHONY: setup data study test lab clean-venv bench
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch/torchvision first and pinned: pip takes them from the machine's wheel store (see README).
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+data: $(DATA)
+
+$(DATA): | $(STAMP)
+	$(PY) -m dynaprune.data prepare fashion_mnist --root data
+
+study: $(STAMP) $(DATA)
+	$(PY) -m dynaprune.study --profile $(PROFILE)
+
+test: $(STAMP) $(DATA)
+	$(PY) -m pytest -n 2 tests
+
+bench: $(STAMP)
+	$(PY) -m dynaprune.bench
+
+lab: $(STAMP) $(DATA)
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-venv:
+	rm -rf $(VENV)

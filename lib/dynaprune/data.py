@@ -1,0 +1,356 @@
+"""Datasets as in-memory tensors, every sample addressable by its index.
+
+`load_dataset(name, root="data", **options)` is the one entry point. Samplers
+work on indices 0..n-1 of the training split, so every dataset here is a pair
+of tensors (and the variants below keep a record of which original samples
+they hold).
+
+Variants on any classification set (seeded, recorded in ``meta``):
+- ``imbalance=True``: 001 Table 2 subsampling rates by class
+  (classes 0,1 at 25%; 2,3,4 at 50%; 5,6 at 75%; 7,8,9 at 100%).
+- ``per_class=k``: downsample to k samples per class (001 section 4.6).
+- ``label_noise=rate, noise_type="flip"|"uniform"`` (002 section 3.2): exactly
+  round(rate * n) training labels corrupted; ``flip`` maps y -> (y + 1) mod C
+  (a fixed "flip to another class"), ``uniform`` draws a different class
+  uniformly. ``meta["noisy_indices"]`` says which ones.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# 001 Table 2: fraction of each CIFAR-10 class kept in the imbalanced variant.
+IMBALANCE_RATES = (0.25, 0.25, 0.5, 0.5, 0.5, 0.75, 0.75, 1.0, 1.0, 1.0)
+NOISE_TYPES = ("flip", "uniform")
+FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
+CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
+
+
+@dataclass
+class Dataset:
+    """Train/test tensors plus metadata. ``x_train[i]`` is sample ``i`` for the samplers."""
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    task: str  # "classification" or "regression"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.x_train)
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.meta.get("num_classes")
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def output_dim(self) -> int:
+        return self.num_classes if self.task == "classification" else int(self.y_train.shape[1])
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be produced; the message says how to get it."""
+
+
+# --------------------------------------------------------------------------- sources
+
+def _fashion_debian_files() -> list[Path]:
+    """Where the Debian package `dataset-fashion-mnist` put its gzipped IDX files."""
+    try:
+        out = subprocess.run(["dpkg", "-L", "dataset-fashion-mnist"], capture_output=True, text=True)
+    except FileNotFoundError:
+        return []
+    return [Path(p) for p in out.stdout.split() if p.endswith("-ubyte.gz")]
+
+
+def prepare_fashion_mnist(root: str | os.PathLike = "data", install: bool = True, download: bool = True) -> Path:
+    """Make `root/FashionMNIST/raw/` hold the four IDX files and return that folder.
+
+    Order of sources: already under root; the Debian package (installed with
+    apt when we are root on Debian and ``install``); torchvision's download.
+    """
+    raw = Path(root) / "FashionMNIST" / "raw"
+    if all((raw / f).exists() for f in FASHION_FILES):
+        return raw
+    files = _fashion_debian_files()
+    if not files and install and _can_apt():
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"], check=False,
+                       capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        files = _fashion_debian_files()
+    if files:
+        raw.mkdir(parents=True, exist_ok=True)
+        for gz in files:
+            # torchvision rejects the recompressed .gz (MD5 differs) but reads the raw IDX files.
+            target = raw / gz.name[:-3]
+            tmp = target.with_suffix(".part")
+            with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            tmp.replace(target)
+        if all((raw / f).exists() for f in FASHION_FILES):
+            return raw
+    if download:
+        try:
+            import torchvision
+            torchvision.datasets.FashionMNIST(str(root), train=True, download=True)
+            torchvision.datasets.FashionMNIST(str(root), train=False, download=True)
+            return raw
+        except Exception as err:  # offline: fall through to the explanation
+            last = err
+    else:
+        last = None
+    raise DatasetError(
+        "Fashion-MNIST is not available. Three ways to get it:\n"
+        f"  1. put the four IDX files ({', '.join(FASHION_FILES)}) in {raw}/;\n"
+        "  2. on Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist` (then rerun; we decompress it);\n"
+        "  3. with internet access: torchvision downloads it (download=True).\n"
+        f"Last error: {last!r}")
+
+
+def _can_apt() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get") is not None \
+        and Path("/etc/debian_version").exists()
+
+
+def _fashion_mnist(root, download=True, **_):
+    import torchvision
+    prepare_fashion_mnist(root, download=download)
+    tr = torchvision.datasets.FashionMNIST(str(root), train=True, download=False)
+    te = torchvision.datasets.FashionMNIST(str(root), train=False, download=False)
+    # Normalise with the training-set statistics (0.2860, 0.3530).
+    f = lambda d: ((d.data.float().div(255).sub(0.2860).div(0.3530)).unsqueeze(1), d.targets.long())
+    (xtr, ytr), (xte, yte) = f(tr), f(te)
+    return Dataset(xtr, ytr, xte, yte, "classification",
+                   {"num_classes": 10, "source": str(Path(root) / "FashionMNIST")})
+
+
+def _cifar(name, root, download=True, **_):
+    import torchvision
+    cls = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}[name]
+    try:
+        tr = cls(str(root), train=True, download=download)
+        te = cls(str(root), train=False, download=download)
+    except Exception as err:
+        raise DatasetError(
+            f"{name} is not under {root}/ and could not be downloaded ({err!r}). "
+            f"Put the torchvision copy there or run once with internet access.") from err
+    mean = torch.tensor(CIFAR_MEAN[name]).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD[name]).view(1, 3, 1, 1)
+    f = lambda d: ((torch.from_numpy(d.data).permute(0, 3, 1, 2).float().div(255) - mean) / std,
+                   torch.tensor(d.targets, dtype=torch.long))
+    (xtr, ytr), (xte, yte) = f(tr), f(te)
+    return Dataset(xtr, ytr, xte, yte, "classification",
+                   {"num_classes": 100 if name == "cifar100" else 10, "augment": "crop_flip"})
+
+
+def _imagefolder(root, path=None, size=64, test_fraction=0.1, seed=0, **_):
+    """ImageNet-100, Tiny-ImageNet, CINIC-10 ... from a folder (torchvision ImageFolder).
+
+    ``path/train`` and ``path/val`` (or ``test``) are used when present; else a
+    seeded split of ``path``. Images are resized to ``size`` and held in memory.
+    """
+    import torchvision
+    from torchvision.transforms import v2 as T
+    if path is None:
+        raise DatasetError("imagefolder needs path=<folder with one sub-folder per class>")
+    path = Path(path)
+    tf = T.Compose([T.Resize((size, size)), T.ToImage(), T.ToDtype(torch.float32, scale=True)])
+    load = lambda p: _stack(torchvision.datasets.ImageFolder(str(p), transform=tf))
+    test_dir = next((path / d for d in ("val", "test") if (path / d).is_dir()), None)
+    if (path / "train").is_dir() and test_dir is not None:
+        (xtr, ytr, classes), (xte, yte, _c) = load(path / "train"), load(test_dir)
+    else:
+        x, y, classes = load(path)
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+        k = max(1, int(round(test_fraction * len(x))))
+        xte, yte, xtr, ytr = x[perm[:k]], y[perm[:k]], x[perm[k:]], y[perm[k:]]
+    mean = xtr.mean(dim=(0, 2, 3), keepdim=True)
+    std = xtr.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    return Dataset((xtr - mean) / std, ytr, (xte - mean) / std, yte, "classification",
+                   {"num_classes": len(classes), "classes": classes, "augment": "crop_flip"})
+
+
+def _stack(ds):
+    if len(ds) == 0:
+        raise DatasetError(f"no images found under {ds.root}")
+    xs, ys = zip(*(ds[i] for i in range(len(ds))))
+    return torch.stack(xs), torch.tensor(ys, dtype=torch.long), ds.classes
+
+
+def _mnist1d(root, num_samples=5000, train_split=0.8, seed=0, **_):
+    """MNIST-1D generated locally by the `mnist1d` package (no network)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+    args = get_dataset_args()
+    args.num_samples, args.train_split, args.seed = int(num_samples), float(train_split), int(seed)
+    d = make_dataset(args)
+    t = lambda a, dt: torch.as_tensor(np.asarray(a), dtype=dt)
+    return Dataset(t(d["x"], torch.float32), t(d["y"], torch.long), t(d["x_test"], torch.float32),
+                   t(d["y_test"], torch.long), "classification", {"num_classes": 10})
+
+
+def _toy2d(root, n_train=1000, n_test=1000, noise=0.1, seed=0, **_):
+    """Two classes split by a sine-shaped boundary in [-1, 1]^2 (003 Fig. 1)."""
+    rng = np.random.default_rng(seed)
+
+    def draw(n):
+        x = rng.uniform(-1, 1, size=(n, 2))
+        boundary = 0.5 * np.sin(np.pi * x[:, 0])
+        y = (x[:, 1] + noise * rng.standard_normal(n) > boundary).astype(np.int64)
+        return torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    (xtr, ytr), (xte, yte) = draw(n_train), draw(n_test)
+    return Dataset(xtr, ytr, xte, yte, "classification", {"num_classes": 2})
+
+
+def _poly_regression(root, n_train=1000, n_test=200, degree=3, noise=0.1, seed=0, **_):
+    """y = sum_k c_k x^k + noise, x in [-1, 1], seeded coefficients (003 Fig. 2)."""
+    rng = np.random.default_rng(seed)
+    coef = rng.standard_normal(degree + 1)
+
+    def draw(n):
+        x = rng.uniform(-1, 1, size=(n, 1))
+        y = np.polynomial.polynomial.polyval(x, coef) + noise * rng.standard_normal((n, 1))
+        return torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    (xtr, ytr), (xte, yte) = draw(n_train), draw(n_test)
+    return Dataset(xtr, ytr, xte, yte, "regression", {"coefficients": coef.tolist(), "degree": degree})
+
+
+def _image_regression(root, size=64, **_):
+    """Pixel coordinates in [-1, 1]^2 -> RGB in [0, 1] of skimage's cat photo (003 Fig. 4).
+
+    Training and test sets are the same pixels: the task is to fit the image.
+    """
+    from skimage.data import chelsea
+    from skimage.transform import resize
+    img = chelsea()
+    h, w = img.shape[:2]
+    hh, ww = (int(size), int(round(size * w / h))) if size else (h, w)
+    img = resize(img, (hh, ww), anti_aliasing=True).astype(np.float32)
+    ys, xs = np.meshgrid(np.linspace(-1, 1, hh), np.linspace(-1, 1, ww), indexing="ij")
+    coords = torch.tensor(np.stack([xs, ys], -1).reshape(-1, 2), dtype=torch.float32)
+    rgb = torch.tensor(img.reshape(-1, 3))
+    return Dataset(coords, rgb, coords.clone(), rgb.clone(), "regression", {"image_shape": (hh, ww, 3)})
+
+
+_LOADERS = {
+    "fashion_mnist": _fashion_mnist,
+    "cifar10": lambda root, **o: _cifar("cifar10", root, **o),
+    "cifar100": lambda root, **o: _cifar("cifar100", root, **o),
+    "imagefolder": _imagefolder,
+    "mnist1d": _mnist1d,
+    "toy2d": _toy2d,
+    "poly_regression": _poly_regression,
+    "image_regression": _image_regression,
+}
+DATASETS = tuple(_LOADERS)
+
+
+# --------------------------------------------------------------------------- variants
+
+def _class_subsample(ds: Dataset, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices keeping ``counts[c]`` random samples of each class c, in original order."""
+    y = ds.y_train.numpy()
+    keep = [np.sort(rng.choice(np.flatnonzero(y == c), size=int(k), replace=False)) for c, k in enumerate(counts)]
+    return np.sort(np.concatenate(keep))
+
+
+def _apply_variants(ds: Dataset, imbalance=False, per_class=None, label_noise=0.0,
+                    noise_type="flip", variant_seed=0) -> Dataset:
+    variants = imbalance or per_class is not None or label_noise
+    if not variants:
+        return ds
+    if ds.task != "classification":
+        raise ValueError("imbalance / per_class / label_noise apply to classification datasets only")
+    if not 0.0 <= float(label_noise) < 1.0:
+        raise ValueError(f"label_noise must be in [0, 1), got {label_noise}")
+    if noise_type not in NOISE_TYPES:
+        raise ValueError(f"unknown noise_type {noise_type!r}; known: {', '.join(NOISE_TYPES)}")
+    rng = np.random.default_rng(variant_seed)
+    C = ds.num_classes
+    available = np.bincount(ds.y_train.numpy(), minlength=C)
+    index = np.arange(ds.n)
+    if imbalance:
+        if C != len(IMBALANCE_RATES):
+            raise ValueError(f"imbalance follows 001 Table 2 and needs 10 classes, this dataset has {C}")
+        counts = np.floor(available * np.array(IMBALANCE_RATES)).astype(int)
+        index = _class_subsample(ds, counts, rng)
+    elif per_class is not None:
+        k = int(per_class)
+        if k <= 0 or k > available.min():
+            raise ValueError(f"per_class={per_class} must be in 1..{available.min()} "
+                             f"(the smallest class has {available.min()} samples)")
+        index = _class_subsample(ds, np.full(C, k), rng)
+    x, y = ds.x_train[index], ds.y_train[index].clone()
+    meta = dict(ds.meta, original_index=index, class_counts=np.bincount(y.numpy(), minlength=C).tolist(),
+                variant=dict(imbalance=bool(imbalance), per_class=per_class, label_noise=float(label_noise),
+                             noise_type=noise_type, variant_seed=variant_seed))
+    if label_noise:
+        m = int(round(label_noise * len(y)))
+        noisy = np.sort(rng.choice(len(y), size=m, replace=False))
+        clean = y[noisy]
+        if noise_type == "flip":
+            y[noisy] = (clean + 1) % C
+        else:  # a different class, uniformly
+            y[noisy] = (clean + torch.as_tensor(rng.integers(1, C, size=m))) % C
+        meta.update(noisy_indices=noisy, clean_labels=clean.numpy())
+    return Dataset(x, y, ds.x_test, ds.y_test, ds.task, meta)
+
+
+def load_dataset(name: str, root: str | os.PathLike = "data", *, imbalance=False, per_class=None,
+                 label_noise=0.0, noise_type="flip", variant_seed=0, **options) -> Dataset:
+    """Load dataset ``name`` (one of `DATASETS`) as in-memory tensors, with optional variants."""
+    if name not in _LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    # Refuse bad variant options before any (possibly slow) loading.
+    if not 0.0 <= float(label_noise) < 1.0:
+        raise ValueError(f"label_noise must be in [0, 1), got {label_noise}")
+    if noise_type not in NOISE_TYPES:
+        raise ValueError(f"unknown noise_type {noise_type!r}; known: {', '.join(NOISE_TYPES)}")
+    ds = _LOADERS[name](root, **options)
+    ds.meta.setdefault("name", name)
+    ds.meta["options"] = dict(options)
+    return _apply_variants(ds, imbalance, per_class, label_noise, noise_type, variant_seed)
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Standard CIFAR augmentation on a batch tensor (N, C, H, W): random crop with
+    zero padding ``pad`` and a horizontal flip with probability 1/2, vectorised."""
+    n, _, h, w = x.shape
+    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device)[None])  # (n, h)
+    cols = (dx[:, None] + torch.arange(w, device=x.device)[None])  # (n, w)
+    out = xp[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(x.shape[1], device=x.device)[None, :, None, None],
+             rows[:, None, :, None], cols[:, None, None, :]]
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+
+def _main(argv=None):
+    import argparse
+    p = argparse.ArgumentParser(description="Prepare datasets under data/.")
+    p.add_argument("command", choices=["prepare"])
+    p.add_argument("name", nargs="?", default="fashion_mnist")
+    p.add_argument("--root", default="data")
+    a = p.parse_args(argv)
+    if a.name != "fashion_mnist":
+        raise SystemExit("only fashion_mnist needs preparing; the others are generated or downloaded")
+    print(prepare_fashion_mnist(a.root))
+
+
+if __name__ == "__main__":
+    _main()
