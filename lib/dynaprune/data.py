@@ -354,3 +354,18 @@ def _main(argv=None):
 
 if __name__ == "__main__":
     _main()
+
+
+class IndexedDataset(torch.utils.data.Dataset):
+    """(x, y, index) triples, so a training loop can hand indices to a sampler's `reweight`."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        if len(x) != len(y):
+            raise ValueError(f"x ({len(x)}) and y ({len(y)}) differ in length")
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i], i

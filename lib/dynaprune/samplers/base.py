@@ -1,0 +1,220 @@
+"""The sampler protocol and the bookkeeping every method shares.
+
+A sampler is a `torch.utils.data.Sampler[int]` over dataset indices 0..n-1:
+
+    sampler = make_sampler("infobatch", len(train_set), num_epochs=E)   # 1
+    loader = DataLoader(IndexedDataset(train_set), batch_size=b, sampler=sampler)
+    for epoch in range(E):
+        sampler.set_epoch(epoch)                                        # 2
+        for x, y, idx in loader:
+            losses = F.cross_entropy(model(x), y, reduction="none")
+            loss = sampler.reweight(idx, losses, logits=..., targets=y)  # 3
+            loss.backward(); opt.step(); opt.zero_grad()
+
+- ``set_epoch(e)`` plans the epoch; ``len(sampler)`` is then exact (LR schedules can be sized).
+- ``reweight(indices, losses, logits=, targets=)`` records detached statistics and returns
+  ``mean(w_i * l_i)`` over the batch (METHODS.md's one weighting convention).
+- batch-level methods (``level == "batch"``) also have ``select(indices, losses, ...)`` on a
+  meta-batch returning (positions, weights); their iterator yields meta-batch indices.
+- scoring passes: ``scoring_request(epoch)`` names the indices a method wants scored (without
+  training on them) before ``set_epoch``; the caller runs a no-grad forward and hands the result
+  to ``observe(...)``.
+- ``state_dict()``/``load_state_dict()`` resume bit-identically; all randomness comes from
+  the sampler's own seeded generators (the global RNG is never touched).
+
+Validation happens before any state changes, so a refused call loses nothing.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch.utils.data import Sampler
+
+from ..scores import output_grad_norm_ce
+
+
+def _check_ratio(name, value, low_open=True):
+    v = float(value)
+    if not (0.0 < v <= 1.0) if low_open else not (0.0 <= v < 1.0):
+        raise ValueError(f"{name} must be in {'(0, 1]' if low_open else '[0, 1)'}, got {value}")
+    return v
+
+
+class DynamicSampler(Sampler[int]):
+    """Base class: planning, validation, weights, state. Subclasses override `_plan`, `_observe`
+    and (batch-level) `_select`; hyper-parameters are constructor keywords with the papers' defaults."""
+
+    level = "set"            # "set", "batch" or "replacement"
+    needs_logits = False     # statistics from the logits (output-gradient norms)
+    requires_num_epochs = False
+
+    def __init__(self, n: int, *, seed: int = 0, num_epochs: int | None = None):
+        if int(n) != n or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n}")
+        if self.requires_num_epochs and (num_epochs is None or int(num_epochs) < 1):
+            raise ValueError(f"{type(self).__name__} needs num_epochs (a positive integer) for its schedule")
+        self.n, self.seed = int(n), int(seed)
+        self.num_epochs = None if num_epochs is None else int(num_epochs)
+        self.epoch = -1
+        self.gen = torch.Generator().manual_seed(self.seed)   # step-wise randomness (select)
+        self.plan = torch.empty(0, dtype=torch.long)           # the epoch's indices, in order
+        self.weights = torch.ones(self.n, dtype=torch.float64)  # per-index weight for reweight
+        self._pending = None                                    # batch-level: the last selection
+
+    # ------------------------------------------------------------------ planning
+    def _epoch_generator(self, epoch: int) -> torch.Generator:
+        """Planning randomness depends on (seed, epoch) only: replanning is idempotent, and all
+        ranks of a distributed run plan the same epoch."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 7_919 + 17)
+
+    def set_epoch(self, epoch: int) -> None:
+        if int(epoch) != epoch or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative integer, got {epoch}")
+        if self.num_epochs is not None and epoch >= self.num_epochs:
+            raise ValueError(f"epoch {epoch} is beyond num_epochs={self.num_epochs}")
+        g = self._epoch_generator(int(epoch))
+        plan, weights = self._plan(int(epoch), g)  # may raise: nothing assigned yet
+        self.epoch, self.plan = int(epoch), plan.long()
+        self.weights = weights if weights is not None else torch.ones(self.n, dtype=torch.float64)
+
+    def _plan(self, epoch: int, g: torch.Generator):
+        """Return (indices of the epoch in order, per-index weights or None for all ones)."""
+        return torch.randperm(self.n, generator=g), None
+
+    def __iter__(self):
+        if self.epoch < 0:
+            raise RuntimeError(f"{type(self).__name__}: call set_epoch(epoch) before iterating")
+        return iter(self.plan.tolist())
+
+    def __len__(self) -> int:
+        if self.epoch < 0:
+            raise RuntimeError(f"{type(self).__name__}: len() is known after set_epoch(epoch)")
+        return len(self.plan)
+
+    # ------------------------------------------------------------------ scoring passes
+    def scoring_request(self, epoch: int):
+        """Indices this method wants scored (no training) before `set_epoch(epoch)`, or None."""
+        return None
+
+    def observe(self, indices, losses, *, logits=None, targets=None) -> None:
+        """Record statistics from a scoring pass (no weights, no training)."""
+        idx, l, z, y = self._validate(indices, losses, logits, targets)
+        self._observe_scoring(idx, l, z, y)
+
+    def _observe_scoring(self, idx, losses, logits, targets):
+        self._observe(idx, losses, logits, targets)
+
+    # ------------------------------------------------------------------ training statistics
+    def _validate(self, indices, losses, logits=None, targets=None, allow_no_losses=False, require_logits=None):
+        idx = torch.as_tensor(indices).detach()
+        if idx.dim() != 1 or idx.dtype in (torch.float16, torch.float32, torch.float64, torch.bool):
+            raise ValueError(f"indices must be a 1-D integer tensor, got {tuple(idx.shape)} {idx.dtype}")
+        idx = idx.to("cpu", torch.long)
+        if len(idx) == 0:
+            raise ValueError("empty batch")
+        if idx.min() < 0 or idx.max() >= self.n:
+            raise IndexError(f"indices out of range 0..{self.n - 1}: min {int(idx.min())}, max {int(idx.max())}")
+        if losses is None:
+            if not allow_no_losses:
+                raise ValueError("losses are required (per-sample, reduction='none')")
+            l = None
+        else:
+            if not isinstance(losses, torch.Tensor):
+                losses = torch.as_tensor(losses, dtype=torch.float32)
+            if losses.dim() != 1 or len(losses) != len(idx):
+                raise ValueError(f"losses must be per-sample (reduction='none') with shape ({len(idx)},), "
+                                 f"got {tuple(losses.shape)}")
+            if not torch.isfinite(losses.detach()).all():
+                raise ValueError("losses contain NaN or inf; nothing was recorded")
+            l = losses
+        if logits is not None:
+            if logits.shape[0] != len(idx):
+                raise ValueError(f"logits have {logits.shape[0]} rows for {len(idx)} indices")
+            if not torch.isfinite(logits.detach()).all():
+                raise ValueError("logits contain NaN or inf; nothing was recorded")
+            if targets is None or len(targets) != len(idx):
+                raise ValueError("targets (one per index) are needed with logits")
+        elif self.needs_logits if require_logits is None else require_logits:
+            raise ValueError(f"{type(self).__name__} tracks output-gradient norms: pass logits= and targets=")
+        return idx, l, logits, targets
+
+    def _observe(self, idx, losses, logits, targets) -> None:
+        """Update the method's statistics (detached, on the CPU). Default: nothing tracked."""
+
+    def reweight(self, indices, losses, *, logits=None, targets=None) -> torch.Tensor:
+        """Record statistics; return mean_i(w_i * l_i), the loss to backpropagate."""
+        if self.level == "batch":
+            return self._reweight_selected(indices, losses, logits, targets)
+        idx, l, z, y = self._validate(indices, losses, logits, targets)
+        self._observe(idx, l.detach().float().cpu(), z, y)
+        w = self.weights[idx].to(device=l.device, dtype=l.dtype)
+        return (w * l).mean()
+
+    def _reweight_selected(self, indices, losses, logits, targets):
+        idx, l, z, y = self._validate(indices, losses, logits, targets)
+        if self._pending is None or not torch.equal(self._pending[0], idx):
+            raise ValueError("batch-level sampler: reweight() takes exactly the indices returned by the "
+                             "last select() (meta_indices[positions])")
+        w = self._pending[1]
+        self._observe(idx, l.detach().float().cpu(), z, y)
+        self._pending = None
+        return (w.to(device=l.device, dtype=l.dtype) * l).mean()
+
+    def select(self, indices, losses=None, *, logits=None, targets=None):
+        """Batch-level selection on a meta-batch: (positions into it, weights of those positions)."""
+        if self.level != "batch":
+            raise TypeError(f"{type(self).__name__} is a {self.level}-level sampler; select() is for "
+                            "batch-level methods (level == 'batch')")
+        idx, l, z, y = self._validate(indices, losses, logits, targets, allow_no_losses=not self.needs_forward,
+                                      require_logits=self.needs_logits and self.needs_forward)
+        lc = None if l is None else l.detach().float().cpu()
+        pos, w = self._select(idx, lc, z, y)
+        pos = pos.long()
+        self._pending = (idx[pos], w.double())
+        return pos, w
+
+    # ------------------------------------------------------------------ state
+    _state_keys: tuple = ()
+
+    def state_dict(self) -> dict:
+        keys = ("epoch", "plan", "weights", "_pending") + self._state_keys
+        return {"gen": self.gen.get_state(), **{k: copy.deepcopy(getattr(self, k)) for k in keys}}
+
+    def load_state_dict(self, state: dict) -> None:
+        keys = ("epoch", "plan", "weights", "_pending") + self._state_keys
+        missing = [k for k in ("gen",) + keys if k not in state]
+        if missing:
+            raise KeyError(f"state_dict lacks {missing}")
+        self.gen.set_state(state["gen"])
+        for k in keys:
+            setattr(self, k, copy.deepcopy(state[k]))
+
+    # ------------------------------------------------------------------ helpers
+    def _k(self, ratio: float) -> int:
+        return max(1, int(round(ratio * self.n)))
+
+    @staticmethod
+    def _shuffle(idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return idx[torch.randperm(len(idx), generator=g)]
+
+    def __repr__(self):
+        hp = {k: v for k, v in vars(self).items() if isinstance(v, (int, float, str, bool)) and not k.startswith("_")}
+        return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in hp.items())})"
+
+
+class BatchSampler(DynamicSampler):
+    """Batch-level base: iterates over all (planned) samples shuffled; meta-batches of
+    B = b / ratio are formed by the caller, who calls `select` then `reweight` on the kept part."""
+
+    level = "batch"
+    needs_forward = True   # False for historical methods: select works from stored statistics
+
+    def meta_batch_size(self, b: int) -> int:
+        return max(b, int(math.ceil(b / self.ratio)))
+
+
+def grad_norm_sq(logits, targets) -> torch.Tensor:
+    """||dl/dz||^2 per sample from cross-entropy logits (003 eq. 7; 000 section 3.2's g~^2)."""
+    return output_grad_norm_ce(logits.detach(), targets).double().cpu().pow(2)

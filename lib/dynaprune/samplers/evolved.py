@@ -1,0 +1,82 @@
+"""Evolved Sampling (002, Cheng, Li, Bian): decoupled EMA of losses, annealing, set-level pruning.
+
+Decoupled EMA (002 eq. 2.5), per sample and each time its loss l_i is seen:
+    w_i = beta1 * s_i + (1 - beta1) * l_i      (the sampling weight)
+    s_i = beta2 * s_i + (1 - beta2) * l_i      (the score), s_i(0) = 1/n.
+Algorithm 1: on each meta-batch of B (extra forward for its losses), b = ratio * B samples
+are drawn without replacement with probability proportional to w (`es`). ESWP adds set-level
+pruning: at the epoch start (1 - r) n samples are drawn without replacement with probability
+proportional to s. Annealing: the first and last E_a = round(0.05 E) epochs use all data (no
+set pruning, the whole meta-batch). Biased by design (weight 1), as in 002.
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import BatchSampler, _check_ratio
+
+BETA1, BETA2 = 0.2, 0.9        # ES (002 section 3)
+BETA2_ESWP = 0.8               # ESWP
+RATIO = 0.25                   # b / B
+PRUNE = 0.2                    # r for ESWP
+ANNEAL = 0.05                  # E_a / E
+
+
+def weighted_without_replacement(w: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
+    """k indices drawn without replacement, successively proportional to w (Gumbel top-k,
+    Efraimidis & Spirakis 2006): exact and O(n log n) for any n."""
+    u = torch.rand(len(w), generator=g, dtype=torch.float64).clamp_min(1e-300)
+    keys = torch.log(w.double().clamp_min(1e-300)) - torch.log(-torch.log(u))
+    return torch.topk(keys, k).indices
+
+
+class EvolvedSampling(BatchSampler):
+    requires_num_epochs = True
+    _state_keys = ("s",)
+
+    def __init__(self, n, *, ratio: float = RATIO, beta1: float = BETA1, beta2: float = BETA2,
+                 prune: float = 0.0, anneal: float = ANNEAL, num_epochs=None, seed=0):
+        super().__init__(n, seed=seed, num_epochs=num_epochs)
+        self.ratio = _check_ratio("ratio", ratio)
+        for name, v in (("beta1", beta1), ("beta2", beta2), ("anneal", anneal)):
+            if not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+        if not 0.0 <= float(prune) < 1.0:
+            raise ValueError(f"prune must be in [0, 1), got {prune}")
+        self.beta1, self.beta2, self.prune, self.anneal = float(beta1), float(beta2), float(prune), float(anneal)
+        self.s = torch.full((self.n,), 1.0 / self.n, dtype=torch.float64)
+
+    @property
+    def anneal_epochs(self) -> int:
+        return int(round(self.anneal * self.num_epochs))
+
+    def annealing(self, epoch: int) -> bool:
+        ea = self.anneal_epochs
+        return epoch < ea or epoch >= self.num_epochs - ea
+
+    def _plan(self, epoch, g):
+        if self.prune > 0 and not self.annealing(epoch):
+            keep = max(1, int(round((1 - self.prune) * self.n)))
+            return self._shuffle(weighted_without_replacement(self.s, keep, g), g), None
+        return torch.randperm(self.n, generator=g), None
+
+    def _select(self, idx, losses, logits, targets):
+        l = losses.double()
+        w = self.beta1 * self.s[idx] + (1 - self.beta1) * l          # eq. 2.5, first line
+        self.s[idx] = self.beta2 * self.s[idx] + (1 - self.beta2) * l  # eq. 2.5, second line
+        B = len(idx)
+        if self.annealing(self.epoch):
+            pos = torch.arange(B)
+        else:
+            pos = weighted_without_replacement(w, max(1, int(round(self.ratio * B))), self.gen)
+        return pos, torch.ones(len(pos), dtype=torch.float64)
+
+
+def es(n, **kw):
+    """002 ES: decoupled EMA on meta-batches, b/B = 25%, annealing."""
+    return EvolvedSampling(n, **kw)
+
+
+def eswp(n, *, prune=PRUNE, beta2=BETA2_ESWP, **kw):
+    """002 ESWP: ES plus set-level pruning r = 20% proportional to s (beta2 = 0.8)."""
+    return EvolvedSampling(n, prune=prune, beta2=beta2, **kw)

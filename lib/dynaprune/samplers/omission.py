@@ -1,0 +1,192 @@
+"""Omission (000): historically weighted Bernoulli sampling, and 000's section-5 variants.
+
+Score (000 section 3.2.1): Sbar_i = g~_i^2 / M with M the EMA (beta2 = 0.99) of the batch
+mean of g~^2 (scale normalisation, updated every step), and S_i = EMA (beta1 = 0.9) of
+Sbar_i; g~_i = ||softmax(z_i) - onehot(y_i)|| (the logit gradient). Probabilities: eq. 5,
+p = min(sqrt((1 - a) S_i + a mean S) / c, 1) with sum p = budget (Theorem 2 + smoothing,
+a = 0.1; `dynaprune.theory.smoothed_probs`). Unbiased weights (eq. 4): rho / p_i over the
+whole set, |kept| / (B p_i) on a meta-batch of B.
+
+- `omission`: implementation 2 (section 3.3): probabilities over all n at the epoch start,
+  budget rho n, Bernoulli (or fixed-size systematic) sampling, shuffled into batches.
+- `omission_batch`: implementation 1: a meta-batch B = 2b, Bernoulli with budget b, from
+  stored scores (no extra forward).
+- `extra_forward_bernoulli`: Theorem 1 probabilities from the extra forward's g~ on B.
+- `historical_replacement`: b draws with replacement, q proportional to sqrt(S), 1/(B q).
+- `historical_ranking`: Selective-Backprop-style keep probability (percentile of the
+  historical loss)^beta, biased (weight 1).
+Ablations (000 Table 5): ``smoothing=False`` (a = 0), ``ema=False`` (beta1 = 0),
+``scale_norm=False`` (M = 1).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..theory import optimal_bernoulli_probs, smoothed_probs
+from .base import BatchSampler, DynamicSampler, _check_ratio, grad_norm_sq
+
+BETA1 = 0.9      # EMA of the normalised score (000 section 3.2.1, as in Adam)
+BETA2 = 0.99     # EMA of the mean g~^2 for scale normalisation
+ALPHA = 0.1      # smoothing, eq. 5
+KEEP = 0.5       # rho in 000's experiments
+SB_BETA = 1.0    # historical_ranking exponent (Selective Backprop)
+
+
+class _OmissionScore:
+    """S_i and M of 000 section 3.2.1, updated from each training step's logits."""
+
+    def __init__(self, n, beta1, beta2, ema=True, scale_norm=True):
+        self.beta1 = beta1 if ema else 0.0
+        self.beta2, self.scale_norm = beta2, scale_norm
+        self.S = torch.ones(n, dtype=torch.float64)   # mean-normalised scale: unseen samples score 1
+        self.M = None
+        self.last_loss = torch.zeros(n, dtype=torch.float64)
+
+    def update(self, idx, losses, logits, targets):
+        g2 = grad_norm_sq(logits, targets)
+        m = float(g2.mean())
+        self.M = m if self.M is None else self.beta2 * self.M + (1 - self.beta2) * m
+        sbar = g2 / self.M if self.scale_norm else g2
+        if self.scale_norm and self.M <= 0:
+            sbar = torch.ones_like(g2)
+        self.S[idx] = self.beta1 * self.S[idx] + (1 - self.beta1) * sbar
+        if losses is not None:
+            self.last_loss[idx] = losses.double()
+
+    def state(self):
+        return {"S": self.S.clone(), "M": self.M, "last_loss": self.last_loss.clone()}
+
+    def load(self, st):
+        self.S, self.M, self.last_loss = st["S"].clone(), st["M"], st["last_loss"].clone()
+
+
+class _ScoreState:
+    """Mixin: persist the `_OmissionScore` in state_dict."""
+
+    def state_dict(self):
+        return {**super().state_dict(), "score": self.tracker.state()}
+
+    def load_state_dict(self, state):
+        if "score" not in state:
+            raise KeyError("state_dict lacks ['score']")
+        super().load_state_dict(state)
+        self.tracker.load(state["score"])
+
+
+def systematic_sample(p: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Fixed-size sampling with inclusion probabilities exactly p (sum p an integer): systematic
+    sampling (Madow 1949) over a random order. Returns the selected indices."""
+    order = torch.randperm(len(p), generator=g)
+    cum = torch.cumsum(p[order], 0)
+    u = torch.rand((), generator=g, dtype=torch.float64)
+    hits = torch.floor(cum - u) - torch.floor(torch.cat([cum.new_zeros(1), cum[:-1]]) - u)
+    return order[hits > 0]
+
+
+class Omission(_ScoreState, DynamicSampler):
+    """000 implementation 2: eq. 5 probabilities over all n at set_epoch, weights rho / p_i."""
+
+    needs_logits = True
+
+    def __init__(self, n, *, keep_ratio: float = KEEP, alpha: float = ALPHA, beta1: float = BETA1,
+                 beta2: float = BETA2, smoothing: bool = True, ema: bool = True, scale_norm: bool = True,
+                 fixed_size: bool = False, num_epochs=None, seed=0):
+        super().__init__(n, seed=seed, num_epochs=num_epochs)
+        self.keep_ratio = _check_ratio("keep_ratio", keep_ratio)
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.alpha = float(alpha) if smoothing else 0.0
+        self.fixed_size = bool(fixed_size)
+        self.tracker = _OmissionScore(self.n, beta1, beta2, ema, scale_norm)
+        self.probs = None
+
+    def _plan(self, epoch, g):
+        budget = round(self.keep_ratio * self.n) if self.fixed_size else self.keep_ratio * self.n
+        p = torch.as_tensor(smoothed_probs(self.tracker.S, budget, self.alpha), dtype=torch.float64)
+        if self.fixed_size:
+            chosen = systematic_sample(p, g)
+        else:
+            chosen = torch.nonzero(torch.rand(self.n, generator=g, dtype=torch.float64) < p).flatten()
+        self.probs = p
+        weights = torch.where(p > 0, self.keep_ratio / p.clamp_min(1e-300), torch.zeros_like(p))
+        return self._shuffle(chosen, g), weights
+
+    def _observe(self, idx, losses, logits, targets):
+        self.tracker.update(idx, losses, logits, targets)
+
+
+class OmissionBatch(_ScoreState, BatchSampler):
+    """000 implementation 1: Bernoulli on a meta-batch B = 2b with eq. 5 probabilities (budget b)
+    from the stored scores; weights |kept| / (B p_i) (eq. 4). No extra forward."""
+
+    needs_logits = True
+    needs_forward = False
+
+    def __init__(self, n, *, ratio: float = 0.5, alpha: float = ALPHA, beta1: float = BETA1,
+                 beta2: float = BETA2, smoothing: bool = True, ema: bool = True, scale_norm: bool = True,
+                 num_epochs=None, seed=0):
+        super().__init__(n, seed=seed, num_epochs=num_epochs)
+        self.ratio = _check_ratio("ratio", ratio)
+        self.alpha = float(alpha) if smoothing else 0.0
+        self.tracker = _OmissionScore(self.n, beta1, beta2, ema, scale_norm)
+
+    def _bernoulli(self, p, B):
+        keep = torch.rand(len(p), generator=self.gen, dtype=torch.float64) < p
+        if not keep.any():  # an empty step carries no gradient; (rare) take the most likely one
+            keep[torch.argmax(p)] = True
+        pos = torch.nonzero(keep).flatten()
+        return pos, len(pos) / (B * p[pos])
+
+    def _select(self, idx, losses, logits, targets):
+        B = len(idx)
+        b = max(1.0, self.ratio * B)
+        p = torch.as_tensor(smoothed_probs(self.tracker.S[idx], b, self.alpha), dtype=torch.float64)
+        return self._bernoulli(p, B)
+
+    def _observe(self, idx, losses, logits, targets):
+        self.tracker.update(idx, losses, logits, targets)
+
+
+class ExtraForwardBernoulli(OmissionBatch):
+    """000 section 5: Theorem 1 probabilities from the current g~ of the meta-batch (extra forward)."""
+
+    needs_forward = True
+
+    def _select(self, idx, losses, logits, targets):
+        if logits is None:
+            raise ValueError("extra_forward_bernoulli needs the meta-batch logits and targets")
+        g = grad_norm_sq(logits, targets).sqrt()
+        g = g + 1e-12 * float(g.max().clamp_min(1e-12))  # every p > 0: unbiased even for g~ = 0
+        B = len(idx)
+        p = torch.as_tensor(optimal_bernoulli_probs(g, max(1.0, self.ratio * B)), dtype=torch.float64)
+        return self._bernoulli(p, B)
+
+
+class HistoricalReplacement(OmissionBatch):
+    """000 section 5: b = ratio * B draws with replacement, q proportional to sqrt(S); weights 1/(B q)."""
+
+    def _select(self, idx, losses, logits, targets):
+        B = len(idx)
+        b = max(1, int(round(self.ratio * B)))
+        s = self.tracker.S[idx].sqrt() + 1e-12
+        q = s / s.sum()
+        pos = torch.multinomial(q, b, replacement=True, generator=self.gen)
+        return pos, 1.0 / (B * q[pos])
+
+
+class HistoricalRanking(OmissionBatch):
+    """000 section 5: Selective Backprop's keep probability F(l)^beta, with l the historical loss and
+    F its percentile among all n stored losses. Biased (weight 1)."""
+
+    def __init__(self, n, *, beta: float = SB_BETA, **kw):
+        super().__init__(n, **kw)
+        self.beta = float(beta)
+
+    def _select(self, idx, losses, logits, targets):
+        hist = self.tracker.last_loss
+        F = torch.searchsorted(torch.sort(hist).values, hist[idx], right=True).double() / self.n
+        keep = torch.rand(len(idx), generator=self.gen, dtype=torch.float64) < F ** self.beta
+        if not keep.any():
+            keep[torch.argmax(F)] = True
+        pos = torch.nonzero(keep).flatten()
+        return pos, torch.ones(len(pos), dtype=torch.float64)

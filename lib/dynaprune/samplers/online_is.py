@@ -1,0 +1,127 @@
+"""Online importance sampling and online data pruning (003).
+
+Importance (003 section 4, eq. 7): q_i tracks g~_i = ||dl_i/dz_i|| (closed form
+softmax - onehot for cross-entropy) or, with ``metric="loss"``, the loss ("Loss IS").
+Algorithm 1: epoch 0 visits every sample once (uniform, no replacement) to initialise q;
+then each step draws b samples with replacement from p = q / sum q over the active pool
+(m samples), weights 1/(m p_j) (line 10), and updates q_i = alpha q_i + (1 - alpha) g~_i
+for the drawn samples (line 12); q += eps at each epoch end (line 13). An epoch has
+n / b steps as in Algorithm 1 line 5 (``equal_steps=False``: m / b, saving backprops once pruned).
+Algorithm 2 (online pruning): every ``prune_every`` epochs, samples with
+q <= sum(q) / (K |pool|) leave the pool for good.
+- `online_is`: Algorithm 1 (``prune_K`` adds Algorithm 2, as in 003's "IS + pruning").
+- `online_prune`: Algorithm 2 alone: uniform without replacement over the pool, weight 1.
+Draws happen lazily as the iterator advances, so q is current at every step (a DataLoader
+with workers prefetches a few batches, which then use a slightly older q).
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import DynamicSampler, grad_norm_sq
+
+ALPHA = 0.3          # 003 App. C (CIFAR, image regression); {0, 0.1, 0.2, 0.3} by task
+EPS = 1e-4           # q += eps each epoch ("small")
+K = 4.0              # reduction factor (CIFAR); 2 for image regression
+PRUNE_EVERY = 20     # epochs between pruning rounds (003 App. C, MNIST)
+METRICS = ("grad", "loss")
+
+
+class _Importance(DynamicSampler):
+    _state_keys = ("q", "active", "_seen")
+
+    def __init__(self, n, *, alpha=ALPHA, eps=EPS, metric="grad", prune_K=None, prune_every=PRUNE_EVERY,
+                 num_epochs=None, seed=0):
+        super().__init__(n, seed=seed, num_epochs=num_epochs)
+        if not 0.0 <= float(alpha) < 1.0:
+            raise ValueError(f"alpha must be in [0, 1), got {alpha}")
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
+        if prune_K is not None and float(prune_K) <= 0:
+            raise ValueError(f"prune_K must be > 0, got {prune_K}")
+        self.alpha, self.eps, self.metric = float(alpha), float(eps), metric
+        self.prune_K, self.prune_every = (None if prune_K is None else float(prune_K)), int(prune_every)
+        self.needs_logits = metric == "grad"
+        self.q = torch.zeros(self.n, dtype=torch.float64)
+        self.active = torch.ones(self.n, dtype=torch.bool)
+        self._seen = torch.zeros(self.n, dtype=torch.bool)
+
+    def _observe(self, idx, losses, logits, targets):
+        v = grad_norm_sq(logits, targets).sqrt() if self.metric == "grad" else losses.double()
+        old = self.q[idx]
+        self.q[idx] = torch.where(self._seen[idx], self.alpha * old + (1 - self.alpha) * v, v)
+        self._seen[idx] = True
+
+    def _end_of_epoch(self, epoch):
+        """Line 13 (q += eps) and Algorithm 2 at the start of `epoch` (> 0)."""
+        if epoch == 0 or self.epoch == epoch:  # replanning the same epoch changes nothing
+            return self.q, self.active
+        q = self.q + self.eps
+        active = self.active
+        if self.prune_K is not None and epoch % self.prune_every == 0:
+            thr = q[active].sum() / (self.prune_K * int(active.sum()))
+            active = active & (q > thr)
+            if not active.any():
+                active = self.active
+        return q, active
+
+    def pool(self) -> torch.Tensor:
+        return torch.nonzero(self.active).flatten()
+
+
+class OnlineIS(_Importance):
+    """003 Algorithm 1: sampling with replacement proportional to q, weights 1/(m p)."""
+
+    level = "replacement"
+
+    def __init__(self, n, *, batch_size: int = 128, equal_steps: bool = True, **kw):
+        super().__init__(n, **kw)
+        self.equal_steps = bool(equal_steps)
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+
+    def _plan(self, epoch, g):
+        q, active = self._end_of_epoch(epoch)
+        self.q, self.active = q, active
+        if epoch == 0:
+            return torch.randperm(self.n, generator=g), None
+        draws = self.n if self.equal_steps else int(active.sum())
+        # a placeholder plan of the right length: the draws themselves happen in __iter__
+        return torch.full((draws,), -1), torch.ones(self.n, dtype=torch.float64)
+
+    def __iter__(self):
+        if self.epoch < 0:
+            raise RuntimeError("OnlineIS: call set_epoch(epoch) before iterating")
+        if self.epoch == 0:
+            yield from self.plan.tolist()
+            return
+        pool = self.pool()
+        m = len(pool)
+        remaining = len(self.plan)
+        while remaining > 0:
+            b = min(self.batch_size, remaining)
+            p = self.q[pool] / self.q[pool].sum()
+            draw = torch.multinomial(p, b, replacement=True, generator=self.gen)
+            idx = pool[draw]
+            self.weights[idx] = 1.0 / (m * p[draw])
+            remaining -= b
+            yield from idx.tolist()
+
+    def probabilities(self) -> torch.Tensor:
+        """Current sampling distribution over all n (0 outside the pool)."""
+        p = torch.zeros(self.n, dtype=torch.float64)
+        pool = self.pool()
+        p[pool] = self.q[pool] / self.q[pool].sum()
+        return p
+
+
+class OnlinePrune(_Importance):
+    """003 Algorithm 2 alone: the pool shrinks every `prune_every` epochs; uniform over the pool."""
+
+    def __init__(self, n, *, prune_K=K, **kw):
+        super().__init__(n, prune_K=prune_K, **kw)
+
+    def _plan(self, epoch, g):
+        self.q, self.active = self._end_of_epoch(epoch)
+        return self._shuffle(self.pool(), g), None
