@@ -1,0 +1,110 @@
+"""Results cache under data/results/: one JSON (config, per-epoch records, environment) and one
+compressed NPZ (per-sample arrays) per run, keyed by a stable hash of the normalised config and
+the version of the code path that produced it.
+
+Writes are atomic (temp file + rename, the JSON last, holding the NPZ's SHA-256), so a crashed
+run leaves no entry and concurrent writers of different runs lose nothing. A corrupt entry is
+reported (warning) and treated as missing, so it is recomputed, never silently used.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+# Bump when a change to the engine or a sampler changes what a config produces.
+CODE_VERSION = "1"
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "data" / "results"
+
+
+def _root(root) -> Path:
+    return Path(root) if root is not None else Path(os.environ.get("DYNAPRUNE_RESULTS", DEFAULT_ROOT))
+
+
+def key(config) -> str:
+    """Stable hash of the normalised config (sorted JSON) and CODE_VERSION; the device is part of it."""
+    blob = json.dumps({"config": config.to_dict(), "code": CODE_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _atomic_write(path: Path, data: bytes):
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save(result, root=None) -> Path:
+    d = _root(root)
+    d.mkdir(parents=True, exist_ok=True)
+    k = key(result.config)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **result.arrays)
+    npz = buf.getvalue()
+    _atomic_write(d / f"{k}.npz", npz)
+    meta = dict(key=k, code_version=CODE_VERSION, config=result.config.to_dict(), records=result.records,
+                env=result.env, npz_sha256=hashlib.sha256(npz).hexdigest())
+    _atomic_write(d / f"{k}.json", json.dumps(meta, indent=1, default=_json_default).encode())
+    return d / f"{k}.json"
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def load(config, root=None):
+    """The cached RunResult of ``config``, or None (missing or corrupt: recompute)."""
+    from .train import RunResult
+    d = _root(root)
+    k = key(config)
+    j, z = d / f"{k}.json", d / f"{k}.npz"
+    if not j.exists():
+        return None
+    try:
+        meta = json.loads(j.read_text())
+        raw = z.read_bytes()
+        if hashlib.sha256(raw).hexdigest() != meta["npz_sha256"]:
+            raise ValueError("NPZ checksum mismatch")
+        with np.load(io.BytesIO(raw)) as f:
+            arrays = {name: f[name] for name in f.files}
+        if meta["config"] != json.loads(json.dumps(config.to_dict(), default=str)):
+            raise ValueError("stored config differs from the requested one")
+        return RunResult(config, meta["records"], arrays, meta["env"], from_cache=True)
+    except Exception as err:  # corrupt: say so, and let the caller recompute
+        warnings.warn(f"results cache entry {k} is corrupt ({err!r}); it will be recomputed", RuntimeWarning)
+        return None
+
+
+def load_results(filter=None, root=None):
+    """All cached runs as a pandas DataFrame, one row per (run, epoch), config fields as columns.
+    ``filter``: a dict of config field -> value (or list of values), or a callable on the config dict."""
+    import pandas as pd
+    rows = []
+    for j in sorted(_root(root).glob("*.json")):
+        try:
+            meta = json.loads(j.read_text())
+        except Exception as err:
+            warnings.warn(f"skipping unreadable cache entry {j.name} ({err!r})", RuntimeWarning)
+            continue
+        cfg = meta["config"]
+        if callable(filter) and not filter(cfg):
+            continue
+        if isinstance(filter, dict) and not all(
+                cfg.get(k) in (v if isinstance(v, list) else [v]) for k, v in filter.items()):
+            continue
+        flat = {k: (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v) for k, v in cfg.items()}
+        for r in meta["records"]:
+            rows.append({**flat, **r, "key": meta["key"], "device_used": meta["env"].get("device"),
+                         "device_name": meta["env"].get("device_name")})
+    return pd.DataFrame(rows)

@@ -1,0 +1,146 @@
+"""Engine and cache: end to end per sampler level, hashing, resume, concurrency, corruption."""
+import dataclasses
+import json
+import multiprocessing as mp
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from dynaprune import cache
+from dynaprune.train import RunConfig, lr_at, run, selection_counts
+
+TINY = dict(dataset="mnist1d", dataset_options={"num_samples": 600}, model="mlp",
+            model_options={"hidden": [32]}, epochs=3, batch_size=32, lr=0.05)
+
+
+def cfg(**kw):
+    return RunConfig(**{**TINY, **kw})
+
+
+@pytest.mark.parametrize("sampler,opts", [("full", {}), ("infobatch", {}), ("es", {}), ("online_is", {}),
+                                          ("ucb", {"period": 1}), ("omission_batch", {})])
+def test_end_to_end_per_level(tmp_path, sampler, opts):
+    r = run(cfg(sampler=sampler, sampler_options=opts, record_selection=True), root=tmp_path)
+    assert len(r.records) == 3
+    n = 480
+    for rec in r.records:
+        assert np.isfinite(rec["test_loss"]) and 0 <= rec["test_acc"] <= 1
+        assert rec["backpropagated"] <= rec["forwarded"]
+    counts = selection_counts(r)
+    assert counts.shape == (n,) and counts.max() <= 3
+    if sampler == "full":
+        assert r.records[0]["backpropagated"] == n and (counts == 3).all()
+    if sampler == "es":  # b/B = 25% outside annealing (E_a = 0 for 3 epochs)
+        assert r.records[1]["backpropagated"] < 0.3 * n and r.records[1]["forwarded"] >= n
+    # steps follow the sampler's exact length
+    assert all(rec["steps"] > 0 for rec in r.records)
+
+
+def test_cache_round_trip_and_hit(tmp_path):
+    c = cfg(record_selection=True)
+    a = run(c, root=tmp_path)
+    b = run(c, root=tmp_path)
+    assert b.from_cache and not a.from_cache
+    assert a.records == b.records
+    assert np.array_equal(a.arrays["selection_bits"], b.arrays["selection_bits"])
+    df = cache.load_results({"sampler": "full"}, root=tmp_path)
+    assert len(df) == 3 and set(df["epoch"]) == {0, 1, 2} and (df["device_used"] == "cpu").all()
+    assert cache.load_results({"sampler": "es"}, root=tmp_path).empty
+
+
+def test_hash_is_stable_and_sensitive_to_every_field():
+    c = cfg()
+    assert cache.key(c) == cache.key(cfg())
+    assert cache.key(RunConfig(**{**TINY, "dataset_options": {"num_samples": 600}})) == cache.key(c)
+    changed = dict(dataset="toy2d", dataset_options={"num_samples": 601}, model="small_cnn",
+                   model_options={"hidden": [33]}, loss="mse", optimizer="adam", lr=0.06, momentum=0.8,
+                   weight_decay=0.0, schedule="constant", warmup_epochs=1.0, milestones=(2,), gamma=0.2,
+                   epochs=4, epochs_scale=0.5, scale_lr=True, batch_size=16, sampler="random",
+                   sampler_options={"keep_ratio": 0.3}, augment=True, seed=1, eval_every=2,
+                   time_budget=10.0, record_selection=True, train_subset=100)
+    fields = {f.name for f in dataclasses.fields(RunConfig)} - {"device"}
+    assert set(changed) == fields, "every config field must be covered"
+    keys = {cache.key(dataclasses.replace(c, **{k: v})) for k, v in changed.items()}
+    assert len(keys) == len(changed) and cache.key(c) not in keys
+
+
+def test_bad_config_errors():
+    with pytest.raises(ValueError, match="known: full"):
+        cfg(sampler="magic")
+    with pytest.raises(ValueError, match="known: mlp"):
+        cfg(model="vgg")
+    with pytest.raises(ValueError, match="known: fashion_mnist"):
+        cfg(dataset="svhn")
+    with pytest.raises(TypeError, match="epochs"):
+        cfg(epochs="3")
+    with pytest.raises(ValueError, match="larger than the training set"):
+        run(cfg(batch_size=10_000), use_cache=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            cfg(device="cuda")
+
+
+def test_kill_and_resume_is_bit_identical(tmp_path):
+    c = cfg(sampler="omission", epochs=4, record_selection=True)
+    full = run(c, use_cache=False)
+    part = run(c, use_cache=False, checkpoint_dir=tmp_path, stop_after=2)
+    assert len(part.records) == 2
+    resumed = run(c, use_cache=False, checkpoint_dir=tmp_path)
+    strip = lambda rs: [{k: v for k, v in r.items() if not k.startswith("t_") and k != "wall"} for r in rs]
+    assert strip(full.records) == strip(resumed.records)
+    assert np.array_equal(full.arrays["selection_bits"], resumed.arrays["selection_bits"])
+    assert np.array_equal(full.arrays["final_loss"], resumed.arrays["final_loss"])
+
+
+def _write(args):
+    root, sampler = args
+    run(cfg(sampler=sampler), root=root)
+    return sampler
+
+
+def test_two_concurrent_writers(tmp_path):
+    with mp.get_context("spawn").Pool(2) as pool:
+        done = pool.map(_write, [(str(tmp_path), "full"), (str(tmp_path), "random")])
+    assert sorted(done) == ["full", "random"]
+    for s in done:
+        assert cache.load(cfg(sampler=s), tmp_path) is not None
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_corrupt_entry_is_detected_and_recomputed(tmp_path):
+    c = cfg()
+    run(c, root=tmp_path)
+    npz = tmp_path / f"{cache.key(c)}.npz"
+    npz.write_bytes(npz.read_bytes()[:-5] + b"xxxxx")
+    with pytest.warns(RuntimeWarning, match="corrupt"):
+        assert cache.load(c, tmp_path) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = run(c, root=tmp_path)
+    assert not r.from_cache and cache.load(c, tmp_path) is not None
+
+
+def test_lr_schedule_follows_pruning():
+    """The schedule reaches its end exactly at the last step whatever the epoch lengths."""
+    c = cfg(sampler="infobatch", epochs=4, schedule="cosine", lr=0.1)
+    r = run(c, use_cache=False)
+    steps = [rec["steps"] for rec in r.records]
+    assert steps[0] > steps[1]  # pruned epochs are shorter
+    last = r.records[-1]["lr"]
+    assert last == pytest.approx(lr_at(c, 3 + (steps[-1] - 1) / steps[-1]), rel=1e-9)
+    assert last < 0.01 * 0.1 * 4
+    assert lr_at(c, 0) == pytest.approx(0.1) and lr_at(c, 4) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_reducing_epoch_baselines():
+    c = cfg(epochs=4, epochs_scale=0.5, scale_lr=True, schedule="constant")
+    assert c.train_epochs == 2 and lr_at(c, 0.3) == pytest.approx(0.1)
+    r = run(c, use_cache=False)
+    assert len(r.records) == 2
+
+
+def test_time_budget_stops_early():
+    r = run(cfg(epochs=50, time_budget=0.0), use_cache=False)
+    assert len(r.records) == 1
