@@ -364,3 +364,10 @@ def test_three_lines_with_a_dataloader_with_workers():
             loss.backward()
             seen += idx.tolist()
         assert seen == sampler.plan.tolist() and len(seen) == len(sampler)
+
+
+def test_random_with_always_set():
+    s = make_sampler("random", 100, keep_ratio=0.3, always=range(10))
+    for e in range(3):
+        s.set_epoch(e)
+        assert len(s) == 30 and set(range(10)) <= set(s.plan.tolist())

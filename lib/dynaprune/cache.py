@@ -108,3 +108,31 @@ def load_results(filter=None, root=None):
             rows.append({**flat, **r, "key": meta["key"], "device_used": meta["env"].get("device"),
                          "device_name": meta["env"].get("device_name")})
     return pd.DataFrame(rows)
+
+
+def memo(kind: str, params: dict, compute, root=None) -> dict:
+    """Cache an analysis (not a training run): ``compute()`` returns a dict of arrays, stored as
+    <root>/analysis/<kind>-<hash>.npz keyed by ``params`` and CODE_VERSION. Corrupt -> recompute."""
+    d = _root(root) / "analysis"
+    blob = json.dumps({"kind": kind, "params": params, "code": CODE_VERSION}, sort_keys=True, default=str)
+    k = f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+    z, j = d / f"{k}.npz", d / f"{k}.json"
+    if j.exists():
+        try:
+            meta = json.loads(j.read_text())
+            raw = z.read_bytes()
+            if hashlib.sha256(raw).hexdigest() != meta["npz_sha256"]:
+                raise ValueError("NPZ checksum mismatch")
+            with np.load(io.BytesIO(raw), allow_pickle=False) as f:
+                return {name: f[name] for name in f.files}
+        except Exception as err:
+            warnings.warn(f"analysis cache entry {k} is corrupt ({err!r}); recomputing", RuntimeWarning)
+    out = {name: np.asarray(v) for name, v in compute().items()}
+    d.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **out)
+    _atomic_write(z, buf.getvalue())
+    _atomic_write(j, json.dumps(dict(kind=kind, params=json.loads(blob)["params"], code_version=CODE_VERSION,
+                                     npz_sha256=hashlib.sha256(buf.getvalue()).hexdigest()), indent=1,
+                                default=str).encode())
+    return out

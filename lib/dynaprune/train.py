@@ -28,6 +28,7 @@ from .models import build_model
 from .samplers import SAMPLERS, make_sampler
 from .scores import output_grad_norm_ce, per_sample_loss
 
+SIGNALS = ("loss", "output_grad", "dlis", "grad_norm")
 SCHEDULES = ("constant", "cosine", "multistep", "onecycle")
 OPTIMIZERS = ("sgd", "adam")
 
@@ -61,13 +62,14 @@ class RunConfig:
     time_budget: float | None = None  # seconds of training; stop at the first epoch end past it
     record_selection: bool = False   # store which samples were backpropagated each epoch (NPZ)
     train_subset: int | None = None  # the first k training samples (small profiles)
+    final_signals: tuple = ()        # per-sample signals stored at the end: loss, output_grad, dlis, grad_norm
 
     def __post_init__(self):
         for name in ("dataset_options", "model_options", "sampler_options"):
             v = getattr(self, name)
             if isinstance(v, dict):
                 object.__setattr__(self, name, tuple(sorted((k, _freeze(x)) for k, x in v.items())))
-        for name in ("milestones",):
+        for name in ("milestones", "final_signals"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         _validate_config(self)
 
@@ -83,6 +85,7 @@ class RunConfig:
         for name in ("dataset_options", "model_options", "sampler_options"):
             d[name] = self.options(name)
         d["milestones"] = list(self.milestones)
+        d["final_signals"] = list(self.final_signals)
         return d
 
     def replace(self, **changes) -> "RunConfig":
@@ -120,6 +123,9 @@ def _validate_config(c: RunConfig):
                         ("schedule", SCHEDULES), ("optimizer", OPTIMIZERS), ("loss", ("ce", "mse"))):
         if getattr(c, name) not in known:
             raise ValueError(f"unknown {name} {getattr(c, name)!r}; known: {', '.join(known)}")
+    bad = [s for s in c.final_signals if s not in SIGNALS]
+    if bad:
+        raise ValueError(f"unknown final_signals {bad}; known: {', '.join(SIGNALS)}")
     if c.epochs < 1 or c.batch_size < 1 or c.eval_every < 1:
         raise ValueError("epochs, batch_size and eval_every must be >= 1")
     if not 0 < c.epochs_scale <= 1:
@@ -265,8 +271,7 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel):
         out = _forward(model, xb, c, device)
         losses = per_sample_loss(out, yb, c.loss)
         _sync(device); t2 = t(); rec["t_forward"] += t2 - t1
-        loss = sampler.reweight(idx, losses, logits=out.detach() if c.loss == "ce" else None,
-                                targets=yb if c.loss == "ce" else None)
+        loss = sampler.reweight(idx, losses, logits=out.detach(), targets=yb)
         t3 = t(); rec["t_select"] += t3 - t2
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -282,12 +287,14 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel):
 
 def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | None = None,
         checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1,
-        stop_after: int | None = None, progress: bool = False) -> RunResult:
+        stop_after: int | None = None, progress: bool = False, callback=None) -> RunResult:
     """Train ``config`` (or fetch it from the results cache under ``root``).
 
     ``checkpoint_dir``: save model/optimiser/sampler/RNG every ``checkpoint_every`` epochs and
     resume from there if a checkpoint exists. ``stop_after``: return after that many epochs of
     this call (a cluster time slice; tests use it to simulate a kill). Not cached then.
+    ``callback(epoch, model, data)`` runs after each epoch (analyses that need the model mid-run,
+    e.g. gradient-variance curves); it must not change the model.
     """
     c = config
     if use_cache:
@@ -325,6 +332,8 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
         else:
             rec["test_loss"] = rec["test_acc"] = float("nan")
         rec["t_eval"] = time.perf_counter() - t0
+        if callback is not None:
+            callback(epoch, model, data)
         rec["wall"] = train_time
         rec["t_static_scoring"] = float(getattr(sampler, "scoring_seconds", 0.0))
         rec["cum_backpropagated"] = rec["backpropagated"] + (records[-1]["cum_backpropagated"] if records else 0)
@@ -363,9 +372,32 @@ def _final_arrays(c, model, data, sampler, device, sel_bits, n):
             arrays["final_loss"] = per_sample_loss(out, data["y"], c.loss).cpu().numpy().astype(np.float32)
             if c.loss == "ce":
                 arrays["final_output_grad"] = output_grad_norm_ce(out, data["y"]).cpu().numpy().astype(np.float32)
+    for name in c.final_signals:
+        arrays[f"signal_{name}"] = per_sample_signal(name, model, data["x"], data["y"], c.loss).numpy()
     if hasattr(sampler, "scoring_seconds"):
         arrays["scoring_seconds"] = np.array(sampler.scoring_seconds)
     return arrays
+
+
+def per_sample_signal(name, model, x, y, loss="ce", chunk=2048) -> torch.Tensor:
+    """One of SIGNALS for every sample (model in eval mode), as float32 on the CPU."""
+    from .scores import dlis_norm, output_grad_norm, per_sample_grad_norms
+    model.eval()
+    parts = []
+    for s in range(0, len(x), chunk):
+        xb, yb = x[s:s + chunk], y[s:s + chunk]
+        if name == "loss":
+            with torch.no_grad():
+                v = per_sample_loss(model(xb), yb, loss)
+        elif name == "output_grad":
+            v = output_grad_norm(model(xb), yb, loss)
+        elif name == "dlis":
+            v = dlis_norm(model, xb, yb, loss)
+        else:
+            v = per_sample_grad_norms(model, xb, yb, loss)
+        parts.append(v.detach().float().cpu())
+    model.train()
+    return torch.cat(parts)
 
 
 def selection_counts(result: RunResult) -> np.ndarray:

@@ -215,6 +215,10 @@ class BatchSampler(DynamicSampler):
         return max(b, int(math.ceil(b / self.ratio)))
 
 
-def grad_norm_sq(logits, targets) -> torch.Tensor:
-    """||dl/dz||^2 per sample from cross-entropy logits (003 eq. 7; 000 section 3.2's g~^2)."""
-    return output_grad_norm_ce(logits.detach(), targets).double().cpu().pow(2)
+def grad_norm_sq(outputs, targets) -> torch.Tensor:
+    """||dl/dz||^2 per sample: cross-entropy logits with class targets (003 eq. 7; 000 section 3.2's
+    g~^2), or, for real-valued targets of the outputs' shape, the squared error's 2 (z - y)."""
+    targets = torch.as_tensor(targets)
+    if targets.is_floating_point() and targets.shape == outputs.shape:
+        return (2 * (outputs.detach() - targets.to(outputs.device))).double().flatten(1).pow(2).sum(1).cpu()
+    return output_grad_norm_ce(outputs.detach(), targets).double().cpu().pow(2)

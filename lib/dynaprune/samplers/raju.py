@@ -30,13 +30,18 @@ C = 1.0            # UCB confidence (ours; 001: insensitive)
 
 class RandomDynamic(DynamicSampler):
     """001 "random dynamic": a uniform keep_ratio * n subset, re-drawn every `period` epochs.
-    ``rescale=True`` weights each sample by 1/keep_ratio (InfoBatch-style step scaling)."""
+    ``rescale=True`` weights each sample by 1/keep_ratio (InfoBatch-style step scaling).
+    ``always``: indices kept at every epoch, the rest of the budget drawn uniformly from the
+    others (001 Table 1, "always set + random sometimes set")."""
 
     _state_keys = ("subset",)
 
     def __init__(self, n, *, keep_ratio: float = 0.5, period: int = 1, rescale: bool = False,
-                 num_epochs=None, seed=0):
+                 always=(), num_epochs=None, seed=0):
         super().__init__(n, seed=seed, num_epochs=num_epochs)
+        self.always = torch.as_tensor(list(always), dtype=torch.long).unique()
+        if len(self.always) and (self.always.min() < 0 or self.always.max() >= self.n):
+            raise IndexError("always: indices out of range")
         self.keep_ratio = _check_ratio("keep_ratio", keep_ratio)
         if int(period) < 1:
             raise ValueError(f"period must be >= 1, got {period}")
@@ -46,7 +51,13 @@ class RandomDynamic(DynamicSampler):
     def _plan(self, epoch, g):
         subset = self.subset
         if epoch % self.period == 0 or subset is None:
-            subset = torch.randperm(self.n, generator=g)[: self._k(self.keep_ratio)]
+            k = self._k(self.keep_ratio)
+            if len(self.always) > k:
+                raise ValueError(f"{len(self.always)} always-kept samples exceed the budget of {k}")
+            rest = torch.ones(self.n, dtype=torch.bool)
+            rest[self.always] = False
+            rest = torch.nonzero(rest).flatten()
+            subset = torch.cat([self.always, rest[torch.randperm(len(rest), generator=g)[: k - len(self.always)]]])
         self.subset = subset
         w = None
         if self.rescale:

@@ -1,0 +1,56 @@
+"""The study's profiles, in one place: what each notebook trains under smoke / quick / cpu / gpu.
+
+- smoke: seconds per notebook (tests): MNIST-1D, a small MLP, 3 epochs, one seed.
+- quick: the main job on 2 CPU cores (`make study`, target cold <= 20 min): Fashion-MNIST,
+  first 10k training samples, MLP 784-256-256-10, 8 epochs, 2 seeds.
+- cpu: the largest study that fits a CPU in hours: full Fashion-MNIST, small CNN, 20 epochs, 3 seeds.
+- gpu: the papers' setting: CIFAR-10 ResNet-18, 200 epochs, batch 128, SGD momentum 0.9,
+  cosine from 0.1 with warmup, wd 5e-4, augmentation, four seeds (needs CUDA and the data).
+"""
+from __future__ import annotations
+
+import torch
+
+from .train import RunConfig
+
+PROFILES = {
+    "smoke": dict(
+        base=dict(dataset="mnist1d", dataset_options={"num_samples": 1500}, model="mlp",
+                  model_options={"hidden": [64, 64]}, epochs=3, batch_size=32, lr=0.05, schedule="cosine",
+                  device="cpu"),
+        seeds=[0], ratios=[0.5], sweep_epochs=4, variance_n=300, toy_epochs=(1, 2, 3),
+        selection_epochs=4, noise_rates=[0.4], image_size=16, image_epochs=2),
+    "quick": dict(
+        base=dict(dataset="fashion_mnist", train_subset=10_000, model="mlp",
+                  model_options={"hidden": [256, 256]}, epochs=8, batch_size=128, lr=0.05,
+                  schedule="cosine", device="cpu"),
+        seeds=[0, 1], ratios=[0.3, 0.5], sweep_epochs=8, variance_n=2000, toy_epochs=(1, 10, 50),
+        selection_epochs=12, noise_rates=[0.1, 0.4], image_size=48, image_epochs=30),
+    "cpu": dict(
+        base=dict(dataset="fashion_mnist", model="small_cnn", epochs=20, batch_size=128, lr=0.05,
+                  schedule="cosine", device="cpu"),
+        seeds=[0, 1, 2], ratios=[0.3, 0.5, 0.7], sweep_epochs=20, variance_n=5000, toy_epochs=(1, 20, 100),
+        selection_epochs=20, noise_rates=[0.1, 0.4], image_size=96, image_epochs=100),
+    "gpu": dict(
+        base=dict(dataset="cifar10", model="resnet18", epochs=200, batch_size=128, lr=0.1, schedule="cosine",
+                  warmup_epochs=5.0, weight_decay=5e-4, momentum=0.9, augment=True, device="cuda"),
+        seeds=[0, 1, 2, 3], ratios=[0.3, 0.5, 0.7], sweep_epochs=200, variance_n=5000, toy_epochs=(1, 20, 100),
+        selection_epochs=200, noise_rates=[0.1, 0.4], image_size=256, image_epochs=500),
+}
+
+
+def get(profile: str) -> dict:
+    """The profile's parameters; a GPU profile on a machine without CUDA is refused clearly."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    p = PROFILES[profile]
+    if p["base"]["device"].startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"profile {profile!r} needs a CUDA GPU and this machine has none "
+                           "(torch.cuda.is_available() is False). Run smoke/quick/cpu here, or run this "
+                           "profile on a GPU machine; its results join the same cache.")
+    return {**p, "name": profile}
+
+
+def base_config(profile: str, **overrides) -> RunConfig:
+    """The profile's base RunConfig with ``overrides``."""
+    return RunConfig(**{**get(profile)["base"], **overrides})

@@ -1,0 +1,103 @@
+"""The papermill study runner and the executor notebooks use for their runs.
+
+    python -m dynaprune.study --profile smoke|quick|cpu|gpu [--only NAME ...] [--jobs N]
+
+runs `notebooks/NN_*.ipynb` in order with the profile as a parameter, writing executed copies to
+`notebooks/executed/` and figures to `figures/` (or $DYNAPRUNE_FIGURES). Inside a notebook,
+`runs(configs)` returns RunResults, training only what the cache lacks: in local processes
+(``--jobs``), or on a SLURM cluster through submitit (``DYNAPRUNE_EXECUTOR=submitit``; submitit's
+local executor makes that path testable on one machine).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from . import cache
+from .train import RunConfig, run
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+EXECUTORS = ("local", "submitit")
+
+
+def _run_one(config: RunConfig, threads: int | None = None):
+    import torch
+    if threads:
+        torch.set_num_threads(threads)
+    run(config)
+    return cache.key(config)
+
+
+def runs(configs, jobs: int | None = None, executor: str | None = None, progress: bool = False):
+    """RunResults for ``configs`` (cache first; the missing ones trained by the executor)."""
+    configs = list(configs)
+    jobs = int(jobs or os.environ.get("DYNAPRUNE_JOBS", 1))
+    executor = executor or os.environ.get("DYNAPRUNE_EXECUTOR", "local")
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
+    todo = [c for c in dict.fromkeys(configs) if cache.load(c) is None]
+    if todo:
+        if executor == "submitit":
+            import submitit
+            ex = submitit.AutoExecutor(folder=str(ROOT / "data" / "submitit"),
+                                       cluster=os.environ.get("DYNAPRUNE_SUBMITIT_CLUSTER"))
+            ex.update_parameters(timeout_min=int(os.environ.get("DYNAPRUNE_TIMEOUT_MIN", 600)))
+            for j in [ex.submit(_run_one, c) for c in todo]:
+                j.result()
+        elif jobs > 1 and len(todo) > 1:
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+                list(pool.map(_run_one, todo, [threads] * len(todo)))
+        else:
+            from tqdm.auto import tqdm
+            for c in tqdm(todo, disable=not progress, desc="runs"):
+                run(c)
+    out = []
+    for c in configs:
+        r = cache.load(c)
+        if r is None:  # e.g. a run whose cache write failed: compute here, and say so loudly if it persists
+            r = run(c)
+        out.append(r)
+    return out
+
+
+def notebooks(only=None):
+    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        known = [p.stem for p in found]
+        bad = [o for o in only if not any(o in k for k in known)]
+        if bad:
+            raise SystemExit(f"unknown notebook(s) {bad}; known: {', '.join(known)}")
+        found = [p for p in found if any(o in p.stem for o in only)]
+    return found
+
+
+def main(argv=None):
+    from .profiles import PROFILES, get
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="quick", choices=list(PROFILES))
+    ap.add_argument("--only", nargs="*", help="notebook names (or parts of them)")
+    ap.add_argument("--jobs", type=int, default=1, help="parallel training processes")
+    ap.add_argument("--out", default=str(NOTEBOOKS / "executed"))
+    a = ap.parse_args(argv)
+    get(a.profile)  # refuses a GPU profile without a GPU, before any work
+    import papermill as pm
+    os.environ["DYNAPRUNE_JOBS"] = str(a.jobs)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for nb in notebooks(a.only):
+        t0 = time.time()
+        print(f"[study] {nb.name} (profile {a.profile}) ...", flush=True)
+        pm.execute_notebook(str(nb), str(out / nb.name), parameters=dict(profile=a.profile),
+                            cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False)
+        print(f"[study] {nb.name} done in {time.time() - t0:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
