@@ -19,23 +19,23 @@ PROFILES = {
                   model_options={"hidden": [64, 64]}, epochs=3, batch_size=32, lr=0.05, schedule="cosine",
                   device="cpu"),
         seeds=[0], ratios=[0.5], sweep_epochs=4, variance_n=300, toy_epochs=(1, 2, 3),
-        selection_epochs=4, noise_rates=[0.4], image_size=16, image_epochs=2),
+        selection_epochs=4, per_class=60, noise_rates=[0.4], image_size=16, image_epochs=2),
     "quick": dict(
         base=dict(dataset="fashion_mnist", train_subset=10_000, model="mlp",
                   model_options={"hidden": [256, 256]}, epochs=8, batch_size=128, lr=0.05,
                   schedule="cosine", device="cpu"),
         seeds=[0, 1], ratios=[0.3, 0.5], sweep_epochs=8, variance_n=2000, toy_epochs=(1, 10, 50),
-        selection_epochs=12, noise_rates=[0.1, 0.4], image_size=48, image_epochs=30),
+        selection_epochs=12, per_class=1000, noise_rates=[0.1, 0.4], image_size=48, image_epochs=30),
     "cpu": dict(
         base=dict(dataset="fashion_mnist", model="small_cnn", epochs=20, batch_size=128, lr=0.05,
                   schedule="cosine", device="cpu"),
         seeds=[0, 1, 2], ratios=[0.3, 0.5, 0.7], sweep_epochs=20, variance_n=5000, toy_epochs=(1, 20, 100),
-        selection_epochs=20, noise_rates=[0.1, 0.4], image_size=96, image_epochs=100),
+        selection_epochs=20, per_class=1000, noise_rates=[0.1, 0.4], image_size=96, image_epochs=100),
     "gpu": dict(
         base=dict(dataset="cifar10", model="resnet18", epochs=200, batch_size=128, lr=0.1, schedule="cosine",
                   warmup_epochs=5.0, weight_decay=5e-4, momentum=0.9, augment=True, device="cuda"),
         seeds=[0, 1, 2, 3], ratios=[0.3, 0.5, 0.7], sweep_epochs=200, variance_n=5000, toy_epochs=(1, 20, 100),
-        selection_epochs=200, noise_rates=[0.1, 0.4], image_size=256, image_epochs=500),
+        selection_epochs=200, per_class=1000, noise_rates=[0.1, 0.4], image_size=256, image_epochs=500),
 }
 
 

@@ -85,3 +85,22 @@ def with_labels(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df.assign(label=[])
     return df.assign(label=[label_of(r) for r in df.to_dict("records")])
+
+
+def key_numbers(name: str, **numbers) -> dict:
+    """Record a notebook's headline numbers next to its figures (figures/<name>_numbers.json);
+    refuses non-finite values, so a test of the notebook fails when a result is NaN."""
+    import json
+    bad = {k: v for k, v in numbers.items() if not np.all(np.isfinite(np.asarray(v, dtype=float)))}
+    if bad:
+        raise ValueError(f"non-finite key numbers in {name}: {bad}")
+    clean = {k: (np.asarray(v, dtype=float).tolist()) for k, v in numbers.items()}
+    (figures_dir() / f"{name}_numbers.json").write_text(json.dumps(clean, indent=1, sort_keys=True))
+    return clean
+
+
+def device_of(df: pd.DataFrame) -> str:
+    """The device(s) the runs behind ``df`` used, for figure stamps."""
+    if df.empty or "device_used" not in df:
+        return "none"
+    return "+".join(sorted(set(map(str, df["device_used"]))))

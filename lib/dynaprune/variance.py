@@ -91,6 +91,92 @@ def monte_carlo_variance(per_sample_grads, probs=None, scheme="uniform", b=1, tr
     return float(err.mean()), float(err.std() / np.sqrt(trials)), (est.mean(0) - G.mean(0))
 
 
+IS_SIGNALS = ("loss", "srgd", "dlis", "output_grad", "exact")
+
+
+def variance_over_training(config, b: int, n_eval: int | None = None, root=None) -> dict:
+    """003 Fig. 2 engine: train ``config`` with uniform sampling and, after every epoch, measure on
+    the first ``n_eval`` training samples the exact variance at batch size b of
+    - "uniform": b uniform draws with replacement (the like-for-like baseline of the IS schemes);
+      "uniform_no_replacement": ordinary mini-batching (smaller by the factor 1 - b/N);
+    - importance sampling with replacement, q proportional to each signal of IS_SIGNALS: the loss,
+      SRGD's memory (each sample's exact gradient norm at the previous measurement: the memory of
+      El Hanchi & Stephens 2022 when every sample is visited once per epoch), DLIS's last-layer
+      norm, the output-gradient norm (003), and the exact per-sample norm (the optimum, 000 section 2);
+    - "omission_bernoulli": Bernoulli with eq. 5 probabilities (alpha = 0.1) of g~^2, budget b (000).
+    Also the Pearson correlation of each signal with the exact norm (003's inline figure).
+    Cached as an analysis (`cache.memo`). Returns arrays keyed "var_<name>" and "corr_<name>" per epoch."""
+    from . import cache
+    from .scores import dlis_norm, output_grad_norm, per_sample_grad_norms
+    from .train import run
+
+    def compute():
+        rows, memory = [], {}
+
+        def measure(epoch, model, data):
+            x, y = data["x"][:n_eval], data["y"][:n_eval]
+            model.eval()
+            exact = per_sample_grad_norms(model, x, y, config.loss).double().cpu()
+            gbar = full_gradient(model, x, y, config.loss).double().cpu()
+            g2, m2 = (exact ** 2).numpy(), float(gbar.pow(2).sum())
+            with torch.no_grad():
+                out = model(x)
+            sig = {"loss": per_sample_loss(out, y, config.loss).double().cpu(),
+                   "srgd": memory.get("srgd", torch.ones_like(exact)),
+                   "dlis": dlis_norm(model, x, y, config.loss).double().cpu(),
+                   "output_grad": output_grad_norm(out, y, config.loss).double().cpu(),
+                   "exact": exact}
+            memory["srgd"] = exact.clone()
+            N = len(g2)
+            row = {"epoch": epoch, "var_uniform": theory.replacement_variance(g2, np.full(N, 1.0 / N), b, m2),
+                   "var_uniform_no_replacement": theory.uniform_without_replacement_variance(g2, m2, b)}
+            for name in IS_SIGNALS:
+                s = sig[name] + 1e-12 * float(sig[name].max().clamp_min(1e-12))
+                row[f"var_{name}"] = theory.replacement_variance(g2, (s / s.sum()).numpy(), b, m2)
+                row[f"corr_{name}"] = (float(np.corrcoef(sig[name].numpy(), exact.numpy())[0, 1])
+                                       if float(sig[name].std()) > 0 else float("nan"))
+            p = theory.smoothed_probs(sig["output_grad"].numpy() ** 2, b, 0.1)
+            row["var_omission_bernoulli"] = theory.bernoulli_variance(g2, p)
+            row["grad_sq_norm"] = m2
+            rows.append(row)
+            model.train()
+        run(config, use_cache=False, callback=measure)
+        return {k: np.array([r[k] for r in rows]) for k in rows[0]}
+    return cache.memo("variance_curve", dict(config=config.to_dict(), b=b, n_eval=n_eval), compute, root)
+
+
+def signal_costs(model, x, y, loss="ce", repeats: int = 5) -> dict:
+    """Seconds to evaluate each importance metric on a batch (003 Table 2): the loss, the
+    output-gradient norm in closed form (cross-entropy only) and by autodiff, DLIS, and the exact
+    per-sample gradient norms SRGD needs (fast identity and vmap). Median of ``repeats``."""
+    import time
+    from .scores import dlis_norm, output_grad_norm, output_grad_norm_ce, per_sample_grad_norms
+
+    def loss_only():
+        with torch.no_grad():
+            return per_sample_loss(model(x), y, loss)
+
+    def analytic():
+        with torch.no_grad():
+            return output_grad_norm_ce(model(x), y)
+    fns = {"loss": loss_only, "output_grad_autodiff": lambda: output_grad_norm(model(x), y, loss),
+           "dlis": lambda: dlis_norm(model, x, y, loss),
+           "exact_fast": lambda: per_sample_grad_norms(model, x, y, loss, method="auto"),
+           "exact_vmap": lambda: per_sample_grad_norms(model, x, y, loss, method="vmap")}
+    if loss == "ce":
+        fns["output_grad_analytic"] = analytic
+    out = {}
+    for name, f in fns.items():
+        f()  # warm-up
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t0)
+        out[name] = float(np.median(ts))
+    return out
+
+
 def signal_variances(model, x, y, signals: dict, b: int, loss="ce", schemes=("replacement",)) -> dict:
     """Variance at batch size b of importance sampling with each signal (003 Fig. 2 engine).
 

@@ -7,7 +7,8 @@ Algorithm 1: on each meta-batch of B (extra forward for its losses), b = ratio *
 are drawn without replacement with probability proportional to w (`es`). ESWP adds set-level
 pruning: at the epoch start (1 - r) n samples are drawn without replacement with probability
 proportional to s. Annealing: the first and last E_a = round(0.05 E) epochs use all data (no
-set pruning, the whole meta-batch). Biased by design (weight 1), as in 002.
+set pruning, the whole meta-batch); at least one epoch each when annealing is on, so short runs
+keep it. Biased by design (weight 1), as in 002.
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ class EvolvedSampling(BatchSampler):
 
     @property
     def anneal_epochs(self) -> int:
-        return int(round(self.anneal * self.num_epochs))
+        """E_a = round(anneal * E), at least 1 when annealing is on (5% of a short run rounds to 0)."""
+        return max(1, int(round(self.anneal * self.num_epochs))) if self.anneal > 0 else 0
 
     def annealing(self, epoch: int) -> bool:
         ea = self.anneal_epochs
@@ -80,3 +82,16 @@ def es(n, **kw):
 def eswp(n, *, prune=PRUNE, beta2=BETA2_ESWP, **kw):
     """002 ESWP: ES plus set-level pruning r = 20% proportional to s (beta2 = 0.8)."""
     return EvolvedSampling(n, prune=prune, beta2=beta2, **kw)
+
+
+def decoupled_ema_trace(losses, beta1: float, beta2: float, s0: float | None = None):
+    """The weight series w(t) of eq. 2.5 along a loss sequence (002 Fig. 1): returns (w, s).
+    beta1 = beta2 gives the plain EMA of eq. 2.4."""
+    l = torch.as_tensor(losses, dtype=torch.float64)
+    s = float(l[0]) if s0 is None else float(s0)
+    w_out, s_out = torch.empty_like(l), torch.empty_like(l)
+    for t, lt in enumerate(l.tolist()):
+        w_out[t] = beta1 * s + (1 - beta1) * lt
+        s = beta2 * s + (1 - beta2) * lt
+        s_out[t] = s
+    return w_out.numpy(), s_out.numpy()
