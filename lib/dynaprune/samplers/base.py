@@ -21,6 +21,10 @@ A sampler is a `torch.utils.data.Sampler[int]` over dataset indices 0..n-1:
   to ``observe(...)``.
 - ``state_dict()``/``load_state_dict()`` resume bit-identically; all randomness comes from
   the sampler's own seeded generators (the global RNG is never touched).
+- distributed data parallel: when `torch.distributed` is initialised (or ``distributed=True``),
+  every rank plans the same epoch (planning depends on seed, epoch and the shared statistics),
+  iterates its own equal-length shard, and the statistics of `reweight` / `observe` / `select`
+  are all-gathered so every rank's score table sees every rank's samples.
 
 Validation happens before any state changes, so a refused call loses nothing.
 """
@@ -50,7 +54,7 @@ class DynamicSampler(Sampler[int]):
     needs_logits = False     # statistics from the logits (output-gradient norms)
     requires_num_epochs = False
 
-    def __init__(self, n: int, *, seed: int = 0, num_epochs: int | None = None):
+    def __init__(self, n: int, *, seed: int = 0, num_epochs: int | None = None, distributed: bool | None = None):
         if int(n) != n or n < 1:
             raise ValueError(f"n must be a positive integer, got {n}")
         if self.requires_num_epochs and (num_epochs is None or int(num_epochs) < 1):
@@ -58,10 +62,19 @@ class DynamicSampler(Sampler[int]):
         self.n, self.seed = int(n), int(seed)
         self.num_epochs = None if num_epochs is None else int(num_epochs)
         self.epoch = -1
-        self.gen = torch.Generator().manual_seed(self.seed)   # step-wise randomness (select)
+        self.rank, self.world = 0, 1
+        if distributed is None or distributed:
+            import torch.distributed as dist
+            if dist.is_available() and dist.is_initialized():
+                self.rank, self.world = dist.get_rank(), dist.get_world_size()
+            elif distributed:
+                raise RuntimeError("distributed=True but torch.distributed is not initialised")
+        # step-wise randomness (select, online draws); each rank its own stream
+        self.gen = torch.Generator().manual_seed(self.seed + 1_000_003 * self.rank)
         self.plan = torch.empty(0, dtype=torch.long)           # the epoch's indices, in order
         self.weights = torch.ones(self.n, dtype=torch.float64)  # per-index weight for reweight
         self._pending = None                                    # batch-level: the last selection
+        self._meta = None                                       # batch-level: all ranks' meta-batch
 
     # ------------------------------------------------------------------ planning
     def _epoch_generator(self, epoch: int) -> torch.Generator:
@@ -86,12 +99,44 @@ class DynamicSampler(Sampler[int]):
     def __iter__(self):
         if self.epoch < 0:
             raise RuntimeError(f"{type(self).__name__}: call set_epoch(epoch) before iterating")
-        return iter(self.plan.tolist())
+        return iter(self._shard(self.plan).tolist())
 
     def __len__(self) -> int:
         if self.epoch < 0:
             raise RuntimeError(f"{type(self).__name__}: len() is known after set_epoch(epoch)")
-        return len(self.plan)
+        return -(-len(self.plan) // self.world)
+
+    def _shard(self, plan: torch.Tensor) -> torch.Tensor:
+        """This rank's share of the plan; padded by wrapping so every rank has the same length."""
+        if self.world == 1:
+            return plan
+        per = -(-len(plan) // self.world)
+        padded = torch.cat([plan, plan[: per * self.world - len(plan)]]) if len(plan) else plan
+        return padded[self.rank::self.world]
+
+    def _gather(self, *tensors):
+        """All-gather equal-kind tensors of possibly different lengths from every rank (rank order);
+        identity on one process. None entries stay None."""
+        if self.world == 1:
+            return tensors
+        import torch.distributed as dist
+        ref = next(t for t in tensors if t is not None)
+        dev = ref.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        size = torch.tensor([len(ref)], device=dev)
+        sizes = [torch.zeros_like(size) for _ in range(self.world)]
+        dist.all_gather(sizes, size)
+        m = int(max(sizes))
+        out = []
+        for t in tensors:
+            if t is None:
+                out.append(None)
+                continue
+            t = torch.as_tensor(t).detach().to(dev)
+            pad = torch.zeros((m - len(t), *t.shape[1:]), dtype=t.dtype, device=dev)
+            parts = [torch.empty((m, *t.shape[1:]), dtype=t.dtype, device=dev) for _ in range(self.world)]
+            dist.all_gather(parts, torch.cat([t, pad]))
+            out.append(torch.cat([p[: int(k)] for p, k in zip(parts, sizes)]).cpu())
+        return tuple(out)
 
     # ------------------------------------------------------------------ scoring passes
     def scoring_request(self, epoch: int):
@@ -101,6 +146,7 @@ class DynamicSampler(Sampler[int]):
     def observe(self, indices, losses, *, logits=None, targets=None) -> None:
         """Record statistics from a scoring pass (no weights, no training)."""
         idx, l, z, y = self._validate(indices, losses, logits, targets)
+        idx, l, z, y = self._gather(idx, l.detach(), None if z is None else z.detach(), y)
         self._observe_scoring(idx, l, z, y)
 
     def _observe_scoring(self, idx, losses, logits, targets):
@@ -148,8 +194,9 @@ class DynamicSampler(Sampler[int]):
         if self.level == "batch":
             return self._reweight_selected(indices, losses, logits, targets)
         idx, l, z, y = self._validate(indices, losses, logits, targets)
-        self._observe(idx, l.detach().float().cpu(), z, y)
-        w = self.weights[idx].to(device=l.device, dtype=l.dtype)
+        w = self.weights[idx].to(device=l.device, dtype=l.dtype)  # weights of this rank's batch, before stats move
+        gi, gl, gz, gy = self._gather(idx, l.detach(), None if z is None else z.detach(), y)
+        self._observe(gi, gl.float().cpu(), gz, gy)
         return (w * l).mean()
 
     def _reweight_selected(self, indices, losses, logits, targets):
@@ -158,7 +205,8 @@ class DynamicSampler(Sampler[int]):
             raise ValueError("batch-level sampler: reweight() takes exactly the indices returned by the "
                              "last select() (meta_indices[positions])")
         w = self._pending[1]
-        self._observe(idx, l.detach().float().cpu(), z, y)
+        gi, gl, gz, gy = self._gather(idx, l.detach(), None if z is None else z.detach(), y)
+        self._observe(gi, gl.float().cpu(), gz, gy)
         self._pending = None
         return (w.to(device=l.device, dtype=l.dtype) * l).mean()
 
@@ -170,6 +218,8 @@ class DynamicSampler(Sampler[int]):
         idx, l, z, y = self._validate(indices, losses, logits, targets, allow_no_losses=not self.needs_forward,
                                       require_logits=self.needs_logits and self.needs_forward)
         lc = None if l is None else l.detach().float().cpu()
+        # methods that learn from the meta-batch (ES, Selective Backprop) see every rank's meta-batch
+        self._meta = (idx, lc) if lc is None or self.world == 1 else self._gather(idx, lc)
         pos, w = self._select(idx, lc, z, y)
         pos = pos.long()
         self._pending = (idx[pos], w.double())

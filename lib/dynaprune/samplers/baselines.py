@@ -29,8 +29,8 @@ KAKURENBO_TAU = 0.7    # confidence threshold
 
 
 class _Replacement(BatchSampler):
-    def __init__(self, n, *, ratio=0.5, num_epochs=None, seed=0):
-        super().__init__(n, seed=seed, num_epochs=num_epochs)
+    def __init__(self, n, *, ratio=0.5, num_epochs=None, seed=0, distributed=None):
+        super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         self.ratio = _check_ratio("ratio", ratio)
 
     def _signal(self, losses, logits, targets):
@@ -63,13 +63,13 @@ class LossIS(_Replacement):
 class SelectiveBackprop(BatchSampler):
     _state_keys = ("history",)
 
-    def __init__(self, n, *, beta=SB_BETA, history=SB_HISTORY, ratio=0.5, num_epochs=None, seed=0):
-        super().__init__(n, seed=seed, num_epochs=num_epochs)
+    def __init__(self, n, *, beta=SB_BETA, history=SB_HISTORY, ratio=0.5, num_epochs=None, seed=0, distributed=None):
+        super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         self.beta, self.window, self.ratio = float(beta), int(history), _check_ratio("ratio", ratio)
         self.history = torch.empty(0, dtype=torch.float64)
 
     def _select(self, idx, losses, logits, targets):
-        self.history = torch.cat([self.history, losses.double()])[-self.window:]
+        self.history = torch.cat([self.history, self._meta[1].double()])[-self.window:]
         F = torch.searchsorted(torch.sort(self.history).values, losses.double(), right=True).double() / len(self.history)
         keep = torch.rand(len(idx), generator=self.gen, dtype=torch.float64) < F ** self.beta
         if not keep.any():
@@ -79,8 +79,8 @@ class SelectiveBackprop(BatchSampler):
 
 
 class OrderedSGD(BatchSampler):
-    def __init__(self, n, *, ratio=0.25, num_epochs=None, seed=0):
-        super().__init__(n, seed=seed, num_epochs=num_epochs)
+    def __init__(self, n, *, ratio=0.25, num_epochs=None, seed=0, distributed=None):
+        super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         self.ratio = _check_ratio("ratio", ratio)
 
     def _select(self, idx, losses, logits, targets):
@@ -93,8 +93,8 @@ class Kakurenbo(DynamicSampler):
     needs_logits = True
     _state_keys = ("loss", "correct", "confidence", "seen", "hidden", "lr_scale")
 
-    def __init__(self, n, *, max_fraction=KAKURENBO_F, tau=KAKURENBO_TAU, num_epochs=None, seed=0):
-        super().__init__(n, seed=seed, num_epochs=num_epochs)
+    def __init__(self, n, *, max_fraction=KAKURENBO_F, tau=KAKURENBO_TAU, num_epochs=None, seed=0, distributed=None):
+        super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         if not 0.0 <= float(max_fraction) < 1.0:
             raise ValueError(f"max_fraction must be in [0, 1), got {max_fraction}")
         self.max_fraction, self.tau = float(max_fraction), float(tau)
@@ -138,8 +138,8 @@ class Kakurenbo(DynamicSampler):
 class StaticTopK(DynamicSampler):
     """A fixed subset: the keep_ratio * n samples with the highest precomputed ``scores``."""
 
-    def __init__(self, n, *, scores, keep_ratio=0.5, scoring_seconds=0.0, num_epochs=None, seed=0):
-        super().__init__(n, seed=seed, num_epochs=num_epochs)
+    def __init__(self, n, *, scores, keep_ratio=0.5, scoring_seconds=0.0, num_epochs=None, seed=0, distributed=None):
+        super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         s = torch.as_tensor(scores, dtype=torch.float64)
         if s.shape != (self.n,):
             raise ValueError(f"scores must have shape ({self.n},), got {tuple(s.shape)}")

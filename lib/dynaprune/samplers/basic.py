@@ -7,5 +7,5 @@ from .base import DynamicSampler
 class Full(DynamicSampler):
     """All n samples each epoch (the "full" baseline of every paper)."""
 
-    def __init__(self, n, *, num_epochs=None, seed=0):
-        super().__init__(n, seed=seed, num_epochs=num_epochs)
+    def __init__(self, n, *, num_epochs=None, seed=0, distributed=None):
+        super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)

@@ -36,8 +36,8 @@ class EvolvedSampling(BatchSampler):
     _state_keys = ("s",)
 
     def __init__(self, n, *, ratio: float = RATIO, beta1: float = BETA1, beta2: float = BETA2,
-                 prune: float = 0.0, anneal: float = ANNEAL, num_epochs=None, seed=0):
-        super().__init__(n, seed=seed, num_epochs=num_epochs)
+                 prune: float = 0.0, anneal: float = ANNEAL, num_epochs=None, seed=0, distributed=None):
+        super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         self.ratio = _check_ratio("ratio", ratio)
         for name, v in (("beta1", beta1), ("beta2", beta2), ("anneal", anneal)):
             if not 0.0 <= float(v) <= 1.0:
@@ -65,7 +65,8 @@ class EvolvedSampling(BatchSampler):
     def _select(self, idx, losses, logits, targets):
         l = losses.double()
         w = self.beta1 * self.s[idx] + (1 - self.beta1) * l          # eq. 2.5, first line
-        self.s[idx] = self.beta2 * self.s[idx] + (1 - self.beta2) * l  # eq. 2.5, second line
+        gi, gl = self._meta                                           # every rank's meta-batch (DDP)
+        self.s[gi] = self.beta2 * self.s[gi] + (1 - self.beta2) * gl.double()  # eq. 2.5, second line
         B = len(idx)
         if self.annealing(self.epoch):
             pos = torch.arange(B)

@@ -28,12 +28,12 @@ class InfoBatch(DynamicSampler):
     _state_keys = ("scores",)
 
     def __init__(self, n, *, r: float = PRUNE_RATIO, delta: float = DELTA, unbiased: bool = False,
-                 num_epochs=None, seed=0):
+                 num_epochs=None, seed=0, distributed=None):
         if not 0.0 <= float(r) < 1.0:
             raise ValueError(f"prune ratio r must be in [0, 1), got {r}")
         if not 0.0 <= float(delta) <= 1.0:
             raise ValueError(f"delta must be in [0, 1], got {delta}")
-        super().__init__(n, seed=seed, num_epochs=num_epochs)
+        super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         self.r, self.delta, self.unbiased = float(r), float(delta), bool(unbiased)
         self.scores = torch.ones(self.n, dtype=torch.float64)  # equal: epoch 0 prunes nothing
 

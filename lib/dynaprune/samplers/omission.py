@@ -90,8 +90,8 @@ class Omission(_ScoreState, DynamicSampler):
 
     def __init__(self, n, *, keep_ratio: float = KEEP, alpha: float = ALPHA, beta1: float = BETA1,
                  beta2: float = BETA2, smoothing: bool = True, ema: bool = True, scale_norm: bool = True,
-                 fixed_size: bool = False, num_epochs=None, seed=0):
-        super().__init__(n, seed=seed, num_epochs=num_epochs)
+                 fixed_size: bool = False, num_epochs=None, seed=0, distributed=None):
+        super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         self.keep_ratio = _check_ratio("keep_ratio", keep_ratio)
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -124,8 +124,8 @@ class OmissionBatch(_ScoreState, BatchSampler):
 
     def __init__(self, n, *, ratio: float = 0.5, alpha: float = ALPHA, beta1: float = BETA1,
                  beta2: float = BETA2, smoothing: bool = True, ema: bool = True, scale_norm: bool = True,
-                 num_epochs=None, seed=0):
-        super().__init__(n, seed=seed, num_epochs=num_epochs)
+                 num_epochs=None, seed=0, distributed=None):
+        super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         self.ratio = _check_ratio("ratio", ratio)
         self.alpha = float(alpha) if smoothing else 0.0
         self.tracker = _OmissionScore(self.n, beta1, beta2, ema, scale_norm)

@@ -31,8 +31,8 @@ class _Importance(DynamicSampler):
     _state_keys = ("q", "active", "_seen")
 
     def __init__(self, n, *, alpha=ALPHA, eps=EPS, metric="grad", prune_K=None, prune_every=PRUNE_EVERY,
-                 num_epochs=None, seed=0):
-        super().__init__(n, seed=seed, num_epochs=num_epochs)
+                 num_epochs=None, seed=0, distributed=None):
+        super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         if not 0.0 <= float(alpha) < 1.0:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
         if metric not in METRICS:
@@ -94,11 +94,11 @@ class OnlineIS(_Importance):
         if self.epoch < 0:
             raise RuntimeError("OnlineIS: call set_epoch(epoch) before iterating")
         if self.epoch == 0:
-            yield from self.plan.tolist()
+            yield from self._shard(self.plan).tolist()
             return
         pool = self.pool()
         m = len(pool)
-        remaining = len(self.plan)
+        remaining = len(self)  # this rank's share of the draws
         while remaining > 0:
             b = min(self.batch_size, remaining)
             p = self.q[pool] / self.q[pool].sum()

@@ -37,8 +37,8 @@ class RandomDynamic(DynamicSampler):
     _state_keys = ("subset",)
 
     def __init__(self, n, *, keep_ratio: float = 0.5, period: int = 1, rescale: bool = False,
-                 always=(), num_epochs=None, seed=0):
-        super().__init__(n, seed=seed, num_epochs=num_epochs)
+                 always=(), num_epochs=None, seed=0, distributed=None):
+        super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         self.always = torch.as_tensor(list(always), dtype=torch.long).unique()
         if len(self.always) and (self.always.min() < 0 or self.always.max() >= self.n):
             raise IndexError("always: indices out of range")
@@ -71,8 +71,8 @@ class UncertaintyEMA(DynamicSampler):
     _state_keys = ("ema", "var", "subset", "_scored")
 
     def __init__(self, n, *, keep_ratio: float = 0.5, alpha: float = ALPHA, period: int = PERIOD,
-                 num_epochs=None, seed=0):
-        super().__init__(n, seed=seed, num_epochs=num_epochs)
+                 num_epochs=None, seed=0, distributed=None):
+        super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         self.keep_ratio = _check_ratio("keep_ratio", keep_ratio)
         self.alpha = _check_ratio("alpha", alpha)
         if int(period) < 1:

@@ -1,0 +1,107 @@
+"""Benchmarks (measured, never asserted): sampler overheads and mixture-fit cost.
+
+    python -m dynaprune.bench [--sizes 50000 1280000] [--out data/results/bench.json]
+
+For every sampler at each n: planning time of one `set_epoch`, and the per-step overhead of
+`reweight` (b = 128) and, for batch-level methods, of `select` on a meta-batch — after one epoch of
+synthetic statistics has been recorded, so planning sees real score tables. Also the NumPyro mixture
+fit on 10k vs 1M selection counts (the grouped likelihood should make them cost the same).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+
+from .samplers import SAMPLERS, make_sampler
+
+
+def _stats(n, C=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, C, generator=g)
+    targets = torch.randint(0, C, (n,), generator=g)
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="none"), logits, targets
+
+
+def bench_sampler(name, n, b=128, steps=100, epochs=10):
+    kw = {"num_epochs": epochs}
+    if name in ("el2n", "forgetting"):
+        kw["scores"] = torch.rand(n, generator=torch.Generator().manual_seed(1))
+    if name in ("uncertainty_ema", "epsilon_greedy", "ucb"):
+        kw["period"] = 1
+    s = make_sampler(name, n, **kw)
+    losses, logits, targets = _stats(n)
+    chunk = 8192
+    # epoch 0: record statistics for every sample (untimed)
+    req = s.scoring_request(0)
+    if req is not None:
+        s.observe(req, losses[req], logits=logits[req], targets=targets[req])
+    s.set_epoch(0)
+    for i in range(0, n, chunk):
+        idx = torch.arange(i, min(n, i + chunk))
+        if s.level == "batch":
+            pos, _ = s.select(idx, losses[idx], logits=logits[idx], targets=targets[idx])
+            idx = idx[pos]
+        s.reweight(idx, losses[idx], logits=logits[idx], targets=targets[idx])
+    req = s.scoring_request(1)
+    if req is not None:
+        s.observe(req, losses[req], logits=logits[req], targets=targets[req])
+    t0 = time.perf_counter()
+    s.set_epoch(1)
+    plan_s = time.perf_counter() - t0
+    it = iter(s)
+    B = s.meta_batch_size(b) if s.level == "batch" else b
+    t_sel = t_rw = 0.0
+    for _ in range(steps):
+        idx = torch.tensor([next(it) for _ in range(B)])
+        if s.level == "batch":
+            t0 = time.perf_counter()
+            pos, _ = s.select(idx, losses[idx], logits=logits[idx], targets=targets[idx])
+            t_sel += time.perf_counter() - t0
+            idx = idx[pos]
+        t0 = time.perf_counter()
+        s.reweight(idx, losses[idx], logits=logits[idx], targets=targets[idx])
+        t_rw += time.perf_counter() - t0
+    return dict(sampler=name, n=n, level=s.level, plan_ms=1e3 * plan_s, reweight_us=1e6 * t_rw / steps,
+                select_us=(1e6 * t_sel / steps) if s.level == "batch" else float("nan"))
+
+
+def bench_mixture():
+    from .mixture import fit_selection_mixture
+    rng = np.random.default_rng(0)
+    out = {}
+    for n in (10_000, 1_000_000):
+        comp = rng.choice(3, n, p=[0.3, 0.4, 0.3])
+        c = np.clip(np.round(rng.normal(np.array([2, 10, 18])[comp], np.array([1.5, 2.5, 1.5])[comp])), 0, 20)
+        t0 = time.perf_counter()
+        fit_selection_mixture(c.astype(int), 20, num_warmup=500, num_samples=1000, num_chains=2, seed=0)
+        out[n] = time.perf_counter() - t0
+    return out
+
+
+def main(argv=None):
+    import pandas as pd
+    ap = argparse.ArgumentParser(description="sampler and mixture benchmarks")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[50_000, 1_280_000])
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--no-mixture", action="store_true")
+    a = ap.parse_args(argv)
+    rows = [bench_sampler(name, n) for n in a.sizes for name in SAMPLERS]
+    df = pd.DataFrame(rows)
+    pd.set_option("display.width", 200)
+    print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
+    print(df.pivot(index="sampler", columns="n", values=["plan_ms", "reweight_us", "select_us"]).round(1).to_string())
+    mix = {} if a.no_mixture else bench_mixture()
+    for n, t in mix.items():
+        print(f"mixture fit (NUTS 500+1000, 2 chains) on {n:,} counts: {t:.1f} s")
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(dict(samplers=rows, mixture_seconds=mix, threads=torch.get_num_threads()), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
