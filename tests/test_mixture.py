@@ -73,3 +73,11 @@ def test_compare_components_prefers_three():
 def test_bad_input(counts, match):
     with pytest.raises(ValueError, match=match):
         fit_selection_mixture(counts, K, **FAST)
+
+
+def test_metropolis_kernel_option():
+    c = draw(5000, [0.3, 0.4, 0.3], [2, 10, 18], [1.5, 2.5, 1.5])
+    f = fit_selection_mixture(c, K, kernel="mh", num_warmup=3000, num_samples=2000, num_chains=1, seed=0)
+    np.testing.assert_allclose(np.sort(f.summary["mu"]["mean"]), [2, 10, 18], atol=1.0)
+    with pytest.raises(ValueError, match="known: nuts, mh"):
+        fit_selection_mixture(c, K, kernel="gibbs")

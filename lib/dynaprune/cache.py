@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 # Bump when a change to the engine or a sampler changes what a config produces.
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "data" / "results"
 
 

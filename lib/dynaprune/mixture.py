@@ -146,10 +146,11 @@ GROUPS = ("never", "sometimes", "always")
 
 
 def group_labels(means, max_count: int) -> list:
-    """Label each component by where its posterior mean lies: the lower third of [0, K] is
-    "never", the upper third "always", the rest "sometimes". By position rather than by order,
-    so a group the data lacks gets share ~0 instead of a split of a neighbouring group."""
-    return ["never" if m <= max_count / 3 else "always" if m >= 2 * max_count / 3 else "sometimes"
+    """Label each component by where its posterior mean lies: below K/6 "never", above 5K/6
+    "always", between "sometimes" (001 Fig. 3 puts the never and always groups at the ends of
+    [0, K]). By position rather than by order, so a group the data lacks gets share ~0 instead
+    of a split of a neighbouring group."""
+    return ["never" if m < max_count / 6 else "always" if m > 5 * max_count / 6 else "sometimes"
             for m in np.asarray(means)]
 
 

@@ -45,7 +45,7 @@ def runs(configs, jobs: int | None = None, executor: str | None = None, progress
     if todo:
         if executor == "submitit":
             import submitit
-            ex = submitit.AutoExecutor(folder=str(ROOT / "data" / "submitit"),
+            ex = submitit.AutoExecutor(folder=os.environ.get("DYNAPRUNE_SUBMITIT_FOLDER", str(ROOT / "data" / "submitit")),
                                        cluster=os.environ.get("DYNAPRUNE_SUBMITIT_CLUSTER"))
             ex.update_parameters(timeout_min=int(os.environ.get("DYNAPRUNE_TIMEOUT_MIN", 600)))
             for j in [ex.submit(_run_one, c) for c in todo]:

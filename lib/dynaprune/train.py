@@ -329,8 +329,12 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
         t0 = time.perf_counter()
         if (epoch + 1) % c.eval_every == 0 or epoch == E - 1:
             rec["test_loss"], rec["test_acc"] = evaluate(model, data["x_test"], data["y_test"], c, device)
+            # full-data training loss on (up to) the first 10k training samples: comparable across samplers,
+            # unlike the loss of the backpropagated samples, which biased samplers choose
+            k = min(n, 10_000)
+            rec["train_eval_loss"], rec["train_eval_acc"] = evaluate(model, data["x"][:k], data["y"][:k], c, device)
         else:
-            rec["test_loss"] = rec["test_acc"] = float("nan")
+            rec["test_loss"] = rec["test_acc"] = rec["train_eval_loss"] = rec["train_eval_acc"] = float("nan")
         rec["t_eval"] = time.perf_counter() - t0
         if callback is not None:
             callback(epoch, model, data)

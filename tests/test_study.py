@@ -1,0 +1,38 @@
+"""The executor (local processes, submitit) and the profiles table."""
+import pytest
+import torch
+
+from dynaprune import cache, profiles, study
+from dynaprune.train import RunConfig
+
+TINY = dict(dataset="toy2d", model="mlp", model_options={"hidden": [8]}, epochs=2, batch_size=64)
+
+
+def test_local_processes_and_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path))
+    cfgs = [RunConfig(**TINY, seed=s) for s in (0, 1)]
+    res = study.runs(cfgs, jobs=2)
+    assert [r.config.seed for r in res] == [0, 1] and all(r.from_cache for r in res)
+    assert res[0].records != res[1].records  # different seeds, different runs
+
+
+def test_submitit_local_executor(tmp_path, monkeypatch):
+    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("DYNAPRUNE_SUBMITIT_FOLDER", str(tmp_path / "submitit"))
+    monkeypatch.setenv("DYNAPRUNE_SUBMITIT_CLUSTER", "local")
+    c = RunConfig(**TINY, seed=5)
+    (r,) = study.runs([c], executor="submitit")
+    assert r.from_cache and cache.load(c, tmp_path / "results") is not None
+
+
+def test_unknown_executor_and_profile():
+    with pytest.raises(ValueError, match="known: local, submitit"):
+        study.runs([RunConfig(**TINY)], executor="ray")
+    with pytest.raises(ValueError, match="known: smoke, quick, cpu, gpu"):
+        profiles.get("huge")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
+def test_gpu_profile_refused_without_cuda():
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+        profiles.get("gpu")
