@@ -33,7 +33,9 @@ def test_binning_is_exact():
 ])
 def test_recovers_known_mixture(case, w, mu, sd, tol_mu, tol_share):
     c = draw(20000, w, mu, sd)
-    f = fit_selection_mixture(c, K, seed=1, **FAST)
+    # overlapping components mix more slowly: longer chains there
+    kw = FAST if case == "separated" else dict(num_warmup=800, num_samples=800, num_chains=2)
+    f = fit_selection_mixture(c, K, seed=1, **kw)
     np.testing.assert_allclose(f.summary["mu"]["mean"], mu, atol=tol_mu)
     shares = f.shares()
     np.testing.assert_allclose([shares["never"], shares["sometimes"], shares["always"]], w, atol=tol_share)

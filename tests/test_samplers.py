@@ -353,8 +353,9 @@ def test_bad_calls_leave_state_unchanged():
 def test_three_lines_with_a_dataloader_with_workers():
     x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
     sampler = make_sampler("infobatch", 64, num_epochs=4)
+    # spawn: forking a process that has imported JAX (another test in this worker) can deadlock
     loader = DataLoader(IndexedDataset(x, y), batch_size=16, sampler=sampler, num_workers=2, pin_memory=False,
-                        persistent_workers=False)
+                        persistent_workers=False, multiprocessing_context="spawn")
     model = torch.nn.Linear(3, 2)
     for epoch in range(3):
         sampler.set_epoch(epoch)

@@ -78,10 +78,11 @@ def binned_probs(mu, sigma, max_count, jnp=np):
     k = jnp.arange(max_count + 1)
     lo = jnp.clip(k - 0.5, 0, max_count)
     hi = jnp.clip(k + 0.5, 0, max_count)
-    mu, sigma = jnp.asarray(mu)[:, None], jnp.asarray(sigma)[:, None]
+    mu, sigma = jnp.asarray(mu)[:, None], jnp.clip(jnp.asarray(sigma)[:, None], 1e-3, None)
     num = _interval_mass(jnp, ndtr, lo[None], hi[None], mu, sigma)
     den = _interval_mass(jnp, ndtr, jnp.zeros(1)[None], jnp.full((1,), float(max_count))[None], mu, sigma)
-    return num / den
+    # a component far outside [0, K] has no mass there: treat it as zero rather than 0/0
+    return jnp.where(den > 1e-30, num / jnp.clip(den, 1e-30, None), 0.0)
 
 
 def _model(values, freqs, max_count, C):
@@ -94,7 +95,8 @@ def _model(values, freqs, max_count, C):
     mu = numpyro.sample("mu", dist.TransformedDistribution(dist.Normal(K / 2, K).expand([C]), OrderedTransform()))
     sigma = numpyro.sample("sigma", dist.HalfNormal(K / 2).expand([C]))
     P = binned_probs(mu, sigma, max_count, jnp)[:, values]              # (C, distinct)
-    lik = jnp.clip((w[:, None] * P).sum(0), 1e-300)
+    # 1e-30, not smaller: float32 would round it to 0, and an infinite potential breaks SA's ensemble
+    lik = jnp.clip(jnp.nan_to_num((w[:, None] * P).sum(0), nan=0.0), 1e-30)
     numpyro.factor("loglik", (freqs * jnp.log(lik)).sum())
 
 
