@@ -3,7 +3,8 @@
     python -m dynaprune.bench [--sizes 50000 1280000] [--out data/results/bench.json]
 
 For every sampler at each n: planning time of one `set_epoch`, and the per-step overhead of
-`reweight` (b = 128) and, for batch-level methods, of `select` on a meta-batch — after one epoch of
+`reweight` (b = 128), of fetching the next batch of indices (where `online_is` draws), and, for
+batch-level methods, of `select` on a meta-batch — after one epoch of
 synthetic statistics has been recorded, so planning sees real score tables. Also the NumPyro mixture
 fit on 10k vs 1M selection counts (the grouped likelihood should make them cost the same).
 """
@@ -55,9 +56,16 @@ def bench_sampler(name, n, b=128, steps=100, epochs=10):
     plan_s = time.perf_counter() - t0
     it = iter(s)
     B = s.meta_batch_size(b) if s.level == "batch" else b
-    t_sel = t_rw = 0.0
+    t_sel = t_rw = t_it = 0.0
+    done = 0
+    from itertools import islice
     for _ in range(steps):
-        idx = torch.tensor([next(it) for _ in range(B)])
+        t0 = time.perf_counter()
+        idx = torch.tensor(list(islice(it, B)), dtype=torch.long)   # online_is draws here
+        t_it += time.perf_counter() - t0
+        if len(idx) == 0:
+            break
+        done += 1
         if s.level == "batch":
             t0 = time.perf_counter()
             pos, _ = s.select(idx, losses[idx], logits=logits[idx], targets=targets[idx])
@@ -66,8 +74,8 @@ def bench_sampler(name, n, b=128, steps=100, epochs=10):
         t0 = time.perf_counter()
         s.reweight(idx, losses[idx], logits=logits[idx], targets=targets[idx])
         t_rw += time.perf_counter() - t0
-    return dict(sampler=name, n=n, level=s.level, plan_ms=1e3 * plan_s, reweight_us=1e6 * t_rw / steps,
-                select_us=(1e6 * t_sel / steps) if s.level == "batch" else float("nan"))
+    return dict(sampler=name, n=n, level=s.level, plan_ms=1e3 * plan_s, reweight_us=1e6 * t_rw / done, next_batch_us=1e6 * t_it / done,
+                select_us=(1e6 * t_sel / done) if s.level == "batch" else float("nan"))
 
 
 def bench_mixture():
@@ -94,7 +102,7 @@ def main(argv=None):
     df = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
     print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
-    print(df.pivot(index="sampler", columns="n", values=["plan_ms", "reweight_us", "select_us"]).round(1).to_string())
+    print(df.pivot(index="sampler", columns="n", values=["plan_ms", "next_batch_us", "reweight_us", "select_us"]).round(1).to_string())
     mix = {} if a.no_mixture else bench_mixture()
     for n, t in mix.items():
         print(f"mixture fit (NUTS 500+1000, 2 chains) on {n:,} counts: {t:.1f} s")
