@@ -145,3 +145,11 @@ def test_reducing_epoch_baselines():
 def test_time_budget_stops_early():
     r = run(cfg(epochs=50, time_budget=0.0), use_cache=False)
     assert len(r.records) == 1
+
+
+def test_hash_follows_the_sampler_version(monkeypatch):
+    from dynaprune.samplers import SAMPLERS
+    c, other = cfg(sampler="random"), cfg(sampler="full")
+    k, k_other = cache.key(c), cache.key(other)
+    monkeypatch.setattr(SAMPLERS["random"], "version", 99)
+    assert cache.key(c) != k and cache.key(other) == k_other  # only that method's runs are invalidated

@@ -27,8 +27,13 @@ def _root(root) -> Path:
 
 
 def key(config) -> str:
-    """Stable hash of the normalised config (sorted JSON) and CODE_VERSION; the device is part of it."""
-    blob = json.dumps({"config": config.to_dict(), "code": CODE_VERSION}, sort_keys=True, default=str)
+    """Stable hash of the normalised config (sorted JSON), CODE_VERSION (the engine) and the
+    sampler's own `version` (so changing one method invalidates only its runs); the device is part
+    of the config."""
+    from .samplers import SAMPLERS
+    sampler_version = getattr(SAMPLERS.get(config.sampler), "version", 1)
+    blob = json.dumps({"config": config.to_dict(), "code": CODE_VERSION, "sampler": sampler_version},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

@@ -50,6 +50,7 @@ class DynamicSampler(Sampler[int]):
     """Base class: planning, validation, weights, state. Subclasses override `_plan`, `_observe`
     and (batch-level) `_select`; hyper-parameters are constructor keywords with the papers' defaults."""
 
+    version = 1              # bump when a change alters what the method selects (results-cache key)
     level = "set"            # "set", "batch" or "replacement"
     needs_logits = False     # statistics from the logits (output-gradient norms)
     requires_num_epochs = False

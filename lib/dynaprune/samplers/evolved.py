@@ -96,3 +96,6 @@ def decoupled_ema_trace(losses, beta1: float, beta2: float, s0: float | None = N
         s = beta2 * s + (1 - beta2) * lt
         s_out[t] = s
     return w_out.numpy(), s_out.numpy()
+
+
+es.version = eswp.version = EvolvedSampling.version  # the results cache keys on a method's version

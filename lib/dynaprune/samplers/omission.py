@@ -176,15 +176,23 @@ class HistoricalReplacement(OmissionBatch):
 
 class HistoricalRanking(OmissionBatch):
     """000 section 5: Selective Backprop's keep probability F(l)^beta, with l the historical loss and
-    F its percentile among all n stored losses. Biased (weight 1)."""
+    F its percentile among all n stored losses as they stood at the start of the epoch (sorting the
+    table once per epoch instead of at every step: O(n log n) per epoch, O(b log n) per step).
+    Biased (weight 1)."""
+
+    version = 2
+    _state_keys = ("_sorted", "_sorted_epoch")
 
     def __init__(self, n, *, beta: float = SB_BETA, **kw):
         super().__init__(n, **kw)
         self.beta = float(beta)
+        self._sorted, self._sorted_epoch = None, -1
 
     def _select(self, idx, losses, logits, targets):
         hist = self.tracker.last_loss
-        F = torch.searchsorted(torch.sort(hist).values, hist[idx], right=True).double() / self.n
+        if self._sorted_epoch != self.epoch:
+            self._sorted, self._sorted_epoch = torch.sort(hist).values, self.epoch
+        F = torch.searchsorted(self._sorted, hist[idx], right=True).double() / self.n
         keep = torch.rand(len(idx), generator=self.gen, dtype=torch.float64) < F ** self.beta
         if not keep.any():
             keep[torch.argmax(F)] = True
