@@ -372,3 +372,21 @@ def test_random_with_always_set():
     for e in range(3):
         s.set_epoch(e)
         assert len(s) == 30 and set(range(10)) <= set(s.plan.tolist())
+
+
+def test_sum_tree_matches_its_weights():
+    from dynaprune.samplers.online_is import SumTree
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(37, generator=g, dtype=torch.float64)
+    w[[3, 10]] = 0.0
+    t = SumTree(w)
+    assert abs(t.total - float(w.sum())) < 1e-12
+    w[5], w[20] = 4.0, 0.0
+    t.update(torch.tensor([5, 20]), torch.tensor([4.0, 0.0]))
+    assert abs(t.total - float(w.sum())) < 1e-12
+    idx, p = t.sample(200_000, g)
+    torch.testing.assert_close(p, w[idx] / w.sum())
+    freq = torch.bincount(idx, minlength=37).double() / len(idx)
+    pw = w / w.sum()
+    assert freq[[3, 10, 20]].sum() == 0
+    assert ((freq - pw).abs() / torch.sqrt(pw * (1 - pw) / len(idx)).clamp_min(1e-9)).max() < 4.5

@@ -365,14 +365,23 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
     return result
 
 
+@torch.no_grad()
+def predict(model, x, c, device, chunk=4096) -> torch.Tensor:
+    """Model outputs on ``x`` in chunks (whole training sets do not fit one forward on a GPU)."""
+    was = model.training
+    model.eval()
+    out = torch.cat([_forward(model, x[s:s + chunk], c, device) for s in range(0, len(x), chunk)])
+    model.train(was)
+    return out
+
+
 def _final_arrays(c, model, data, sampler, device, sel_bits, n):
     arrays = {}
     if c.record_selection:
         arrays["selection_bits"] = np.stack(sel_bits)
         arrays["n"] = np.array(n)
         with torch.no_grad():
-            model.eval()
-            out = torch.cat([_forward(model, data["x"][s:s + 4096], c, device) for s in range(0, n, 4096)])
+            out = predict(model, data["x"], c, device)
             arrays["final_loss"] = per_sample_loss(out, data["y"], c.loss).cpu().numpy().astype(np.float32)
             if c.loss == "ce":
                 arrays["final_output_grad"] = output_grad_norm_ce(out, data["y"]).cpu().numpy().astype(np.float32)
@@ -431,8 +440,8 @@ def static_scores(kind: str, c: RunConfig, x, y, ds, models: int = 4, epochs: in
         for m in range(models):
             cfg = base.replace(seed=c.seed * 100 + m + 1, epochs=epochs, epochs_scale=1.0)
             r = _train_plain(cfg, x, y, ds)
-            with torch.no_grad():
-                tot += output_grad_norm_ce(r(x), y).cpu()
+            tot += output_grad_norm_ce(predict(r, x.to(cfg.device), cfg, torch.device(cfg.device)),
+                                       y.to(cfg.device)).cpu()
         return tot / models, time.perf_counter() - t0
     cfg = base.replace(seed=c.seed * 100 + 1)
     prev = torch.zeros(len(x), dtype=torch.bool)
@@ -441,8 +450,7 @@ def static_scores(kind: str, c: RunConfig, x, y, ds, models: int = 4, epochs: in
 
     def after_epoch(model):
         nonlocal prev
-        with torch.no_grad():
-            ok = model(x).argmax(1).cpu() == y.cpu()
+        ok = predict(model, x.to(cfg.device), cfg, torch.device(cfg.device)).argmax(1).cpu() == y.cpu()
         forgot.add_((prev & ~ok).float())
         learned.logical_or_(ok)
         prev = ok

@@ -148,7 +148,7 @@ class DynamicSampler(Sampler[int]):
         """Record statistics from a scoring pass (no weights, no training)."""
         idx, l, z, y = self._validate(indices, losses, logits, targets)
         idx, l, z, y = self._gather(idx, l.detach(), None if z is None else z.detach(), y)
-        self._observe_scoring(idx, l, z, y)
+        self._observe_scoring(idx, l.float().cpu(), z, y)  # statistics live on the CPU
 
     def _observe_scoring(self, idx, losses, logits, targets):
         self._observe(idx, losses, logits, targets)

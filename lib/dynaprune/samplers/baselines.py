@@ -138,6 +138,8 @@ class Kakurenbo(DynamicSampler):
 class StaticTopK(DynamicSampler):
     """A fixed subset: the keep_ratio * n samples with the highest precomputed ``scores``."""
 
+    version = 2  # static scores computed by chunked prediction (`train.predict`)
+
     def __init__(self, n, *, scores, keep_ratio=0.5, scoring_seconds=0.0, num_epochs=None, seed=0, distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         s = torch.as_tensor(scores, dtype=torch.float64)

@@ -69,10 +69,51 @@ class _Importance(DynamicSampler):
         return torch.nonzero(self.active).flatten()
 
 
+class SumTree:
+    """Vectorised sum-tree over n non-negative weights: draw b samples with replacement
+    proportional to the weights in O(b log n) and update b weights in O(b log n), instead of
+    renormalising all n at every step."""
+
+    def __init__(self, weights: torch.Tensor):
+        n = len(weights)
+        self.size = 1 << max(0, (n - 1).bit_length())
+        self.tree = torch.zeros(2 * self.size, dtype=torch.float64)
+        self.tree[self.size:self.size + n] = weights.double()
+        lo = self.size
+        while lo > 1:  # build level by level
+            hi, lo = lo, lo // 2
+            self.tree[lo:hi] = self.tree[2 * lo:2 * hi:2] + self.tree[2 * lo + 1:2 * hi:2]
+
+    @property
+    def total(self) -> float:
+        return float(self.tree[1])
+
+    def update(self, idx: torch.Tensor, values: torch.Tensor):
+        node = idx + self.size
+        self.tree[node] = values.double()
+        for _ in range(self.size.bit_length() - 1):  # one vectorised step per level
+            node = node // 2  # duplicates write the same sum: no need to deduplicate
+            self.tree[node] = self.tree[2 * node] + self.tree[2 * node + 1]
+
+    def sample(self, b: int, gen: torch.Generator):
+        """(indices, their weights / total), b independent draws."""
+        total = self.tree[1]
+        u = torch.rand(b, generator=gen, dtype=torch.float64) * total * (1 - 1e-12)
+        node = torch.ones(b, dtype=torch.long)
+        for _ in range(self.size.bit_length() - 1):
+            left = self.tree[2 * node]
+            right = u >= left                      # a zero-weight left subtree is never chosen
+            u = u - left * right
+            node = 2 * node + right.long()
+        return node - self.size, self.tree[node] / total
+
+
 class OnlineIS(_Importance):
-    """003 Algorithm 1: sampling with replacement proportional to q, weights 1/(m p)."""
+    """003 Algorithm 1: sampling with replacement proportional to q, weights 1/(m p).
+    Draws use a `SumTree` kept in step with q: O(b log n) per step."""
 
     level = "replacement"
+    version = 2  # sum-tree draws (a different random stream from torch.multinomial)
 
     def __init__(self, n, *, batch_size: int = 128, equal_steps: bool = True, **kw):
         super().__init__(n, **kw)
@@ -90,21 +131,31 @@ class OnlineIS(_Importance):
         # a placeholder plan of the right length: the draws themselves happen in __iter__
         return torch.full((draws,), -1), torch.ones(self.n, dtype=torch.float64)
 
+    def _tree(self) -> SumTree:
+        """The sum-tree of q over the pool (zero outside it), rebuilt once per epoch."""
+        if getattr(self, "_tree_epoch", None) != self.epoch:
+            self._sumtree = SumTree(torch.where(self.active, self.q, torch.zeros_like(self.q)))
+            self._tree_epoch = self.epoch
+        return self._sumtree
+
+    def _observe(self, idx, losses, logits, targets):
+        super()._observe(idx, losses, logits, targets)
+        if self.epoch > 0 and getattr(self, "_tree_epoch", None) == self.epoch:
+            self._sumtree.update(idx, torch.where(self.active[idx], self.q[idx], torch.zeros_like(self.q[idx])))
+
     def __iter__(self):
         if self.epoch < 0:
             raise RuntimeError("OnlineIS: call set_epoch(epoch) before iterating")
         if self.epoch == 0:
             yield from self._shard(self.plan).tolist()
             return
-        pool = self.pool()
-        m = len(pool)
+        m = int(self.active.sum())
+        tree = self._tree()
         remaining = len(self)  # this rank's share of the draws
         while remaining > 0:
             b = min(self.batch_size, remaining)
-            p = self.q[pool] / self.q[pool].sum()
-            draw = torch.multinomial(p, b, replacement=True, generator=self.gen)
-            idx = pool[draw]
-            self.weights[idx] = 1.0 / (m * p[draw])
+            idx, p = tree.sample(b, self.gen)
+            self.weights[idx] = 1.0 / (m * p)
             remaining -= b
             yield from idx.tolist()
 
