@@ -41,6 +41,7 @@ def _jax_started() -> bool:
 
 
 def validate_counts(counts, max_count: int, n_components: int = 1) -> np.ndarray:
+    """Check selection counts (001 section 4.3: times each sample was selected over the checkpoints)."""
     c = np.asarray(counts)
     if c.ndim != 1 or len(c) == 0:
         raise ValueError(f"counts must be a non-empty 1-D array, got shape {c.shape}")
@@ -70,7 +71,8 @@ def _interval_mass(jnp, ndtr, a, b, mu, sigma):
 
 
 def binned_probs(mu, sigma, max_count, jnp=np):
-    """(C, K+1) matrix: each component's truncated-normal mass of [k - 1/2, k + 1/2] clipped to [0, K]."""
+    """(C, K+1) matrix: each component's truncated-normal mass of [k - 1/2, k + 1/2] clipped to [0, K]
+    (the binned likelihood of 001 section 4.3's mixture over integer counts)."""
     if jnp is np:
         from scipy.special import ndtr
     else:
@@ -159,7 +161,8 @@ def group_labels(means, max_count: int) -> list:
 def fit_selection_mixture(counts, max_count: int, n_components: int = 3, num_warmup: int = 500,
                           num_samples: int = 1000, num_chains: int = 3, seed: int = 0,
                           kernel: str = "nuts", progress: bool = False) -> MixtureFit:
-    """Bayesian mixture of ``n_components`` truncated normals over integer selection counts."""
+    """Bayesian mixture of ``n_components`` truncated normals over integer selection counts
+    (001 section 4.3, Figs. 3, 7, 8b, 9b; NumPyro in place of the paper's Turing MH)."""
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; known: {', '.join(KERNELS)}")
     c = validate_counts(counts, max_count, n_components)
@@ -202,7 +205,8 @@ def _waic(fit: MixtureFit) -> float:
 
 
 def compare_components(counts, max_count: int, ks=(1, 2, 3, 4), **kw):
-    """Fit K = 1..4 components and rank by WAIC (lower is better). Returns (table rows, fits)."""
+    """Fit K = 1..4 components and rank by WAIC (lower is better): does the data support 001's three
+    groups (section 4.3)? Returns (table rows, fits)."""
     fits = {k: fit_selection_mixture(counts, max_count, n_components=k, **kw) for k in ks}
     best = min(f.waic for f in fits.values())
     rows = [dict(components=k, waic=f.waic, delta_waic=f.waic - best, divergences=f.divergences,

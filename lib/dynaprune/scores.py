@@ -23,7 +23,8 @@ def _check_pair(outputs, targets):
 
 
 def per_sample_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str = "ce") -> torch.Tensor:
-    """Per-sample loss l_i: cross-entropy on logits, or squared error summed over output dims ("mse")."""
+    """Per-sample loss l_i (000 section 2's l_i(theta); 001 eq. 1 for cross-entropy): cross-entropy on
+    logits, or squared error summed over output dims ("mse", 003's regression tasks)."""
     _check_pair(outputs, targets)
     if loss == "ce":
         return F.cross_entropy(outputs, targets, reduction="none")

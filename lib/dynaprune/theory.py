@@ -156,7 +156,8 @@ def replacement_variance(sq_norms, probs, draws: int, mean_grad_sq_norm: float) 
 
 
 def uniform_without_replacement_variance(sq_norms, mean_grad_sq_norm: float, b: int) -> float:
-    """Variance of the mean of b samples drawn uniformly without replacement from N:
+    """Variance of plain mini-batching, the baseline of 000 section 2 and 003 Fig. 2: the mean of b samples
+    drawn uniformly without replacement from N:
     (1/b)(1 - b/N) S^2 with S^2 = (sum ||g_i||^2 - N ||gbar||^2) / (N - 1) (finite-population correction)."""
     g2, _ = _as_numpy(sq_norms, "sq_norms")
     N = len(g2)

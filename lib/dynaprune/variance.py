@@ -19,7 +19,8 @@ SCHEMES = ("uniform", "replacement", "bernoulli")
 
 
 def full_gradient(model, x, y, loss="ce", chunk: int = 4096) -> torch.Tensor:
-    """Flattened gradient of the mean loss over (x, y), accumulated in chunks to bound memory."""
+    """Flattened gradient of the mean loss over (x, y), the quantity every estimator targets
+    (000 section 2, nabla L(theta_t)); accumulated in chunks to bound memory."""
     params = [p for p in model.parameters() if p.requires_grad]
     total = [torch.zeros_like(p) for p in params]
     for s in range(0, len(x), chunk):
@@ -31,7 +32,8 @@ def full_gradient(model, x, y, loss="ce", chunk: int = 4096) -> torch.Tensor:
 
 
 def per_sample_gradients(model, x, y, loss="ce", chunk: int = 256) -> torch.Tensor:
-    """(N, P) matrix of flattened per-sample gradients by `torch.func.vmap(grad)`, chunked."""
+    """(N, P) matrix of flattened per-sample gradients g_i (000 section 3.1's g_i), by
+    `torch.func.vmap(grad)`, chunked."""
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
 
@@ -49,7 +51,8 @@ def _stats(G):
 
 
 def estimator_variance(per_sample_grads, probs=None, scheme: str = "uniform", b: int = 1) -> float:
-    """Exact E||ghat - gbar||^2 of ``scheme`` (closed forms of `dynaprune.theory`).
+    """Exact E||ghat - gbar||^2 of ``scheme`` (000 section 2's Var, closed forms of `dynaprune.theory`:
+    000 section 3.1 for Bernoulli, 003 section 3 for sampling with replacement).
     ``probs``: q (sum 1) for "replacement", inclusion p (sum b) for "bernoulli"."""
     G, g2, m2 = _stats(per_sample_grads)
     if scheme == "uniform":
@@ -65,7 +68,8 @@ def estimator_variance(per_sample_grads, probs=None, scheme: str = "uniform", b:
 
 
 def sample_estimates(per_sample_grads, probs, scheme, b, trials, generator: torch.Generator) -> torch.Tensor:
-    """(trials, P) gradient estimates obtained by actually running ``scheme``."""
+    """(trials, P) gradient estimates obtained by actually running ``scheme`` (000 eq. 4 for Bernoulli,
+    003 Alg. 1 line 10 for with replacement, plain mini-batch means for uniform)."""
     G = torch.as_tensor(per_sample_grads, dtype=torch.float64)
     N = len(G)
     if scheme == "uniform":
@@ -83,8 +87,8 @@ def sample_estimates(per_sample_grads, probs, scheme, b, trials, generator: torc
 
 
 def monte_carlo_variance(per_sample_grads, probs=None, scheme="uniform", b=1, trials=2000, seed=0):
-    """Simulate the scheme ``trials`` times: returns (mean squared error to gbar, its standard error,
-    the bias vector E[ghat] - gbar)."""
+    """Simulate the scheme ``trials`` times (the Monte Carlo check of 000 section 2's Var and of
+    unbiasedness): returns (mean squared error to gbar, its standard error, the bias E[ghat] - gbar)."""
     G = torch.as_tensor(per_sample_grads, dtype=torch.float64)
     est = sample_estimates(G, probs, scheme, b, trials, torch.Generator().manual_seed(seed))
     err = (est - G.mean(0)).pow(2).sum(1)
@@ -178,7 +182,8 @@ def signal_costs(model, x, y, loss="ce", repeats: int = 5) -> dict:
 
 
 def signal_variances(model, x, y, signals: dict, b: int, loss="ce", schemes=("replacement",)) -> dict:
-    """Variance at batch size b of importance sampling with each signal (003 Fig. 2 engine).
+    """Variance at batch size b of importance sampling with each signal, at one model state
+    (003 Fig. 2; 000 Theorem 1 for the Bernoulli scheme).
 
     ``signals`` maps a name to a non-negative per-sample score vector, or None for uniform.
     For "replacement" q is proportional to the score (uniform: q = 1/N); for "bernoulli"
