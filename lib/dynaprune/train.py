@@ -195,7 +195,7 @@ def setup(c: RunConfig):
         model = model.to(memory_format=torch.channels_last)
     sampler_kw = dict(c.options("sampler_options"))
     cls = SAMPLERS[c.sampler]
-    if getattr(cls, "requires_num_epochs", False) or c.sampler in ("es", "eswp"):
+    if getattr(cls, "requires_num_epochs", False):
         sampler_kw.setdefault("num_epochs", c.train_epochs)
     if c.sampler == "online_is":
         sampler_kw.setdefault("batch_size", c.batch_size)

@@ -98,4 +98,6 @@ def decoupled_ema_trace(losses, beta1: float, beta2: float, s0: float | None = N
     return w_out.numpy(), s_out.numpy()
 
 
-es.version = eswp.version = EvolvedSampling.version  # the results cache keys on a method's version
+# factories carry the class attributes callers look up (cache version, schedule needs)
+for _f in (es, eswp):
+    _f.version, _f.requires_num_epochs = EvolvedSampling.version, EvolvedSampling.requires_num_epochs
