@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.dynaprune-installed
-DATA   := data/FashionMNIST/raw/train-images-idx3-ubyte
+# datasets live under $DYNAPRUNE_DATA if set, else data/ (the library reads the same variable)
+DATA_ROOT := $(or $(DYNAPRUNE_DATA),data)
+DATA   := $(DATA_ROOT)/FashionMNIST/raw/train-images-idx3-ubyte
 PROFILE ?= quick
 
 .PHONY: setup data study test lab clean-venv bench
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml
 data: $(DATA)
 
 $(DATA): | $(STAMP)
-	$(PY) -m dynaprune.data prepare fashion_mnist --root data
+	$(PY) -m dynaprune.data prepare fashion_mnist --root $(DATA_ROOT)
 
 study: $(STAMP) $(DATA)
 	$(PY) -m dynaprune.study --profile $(PROFILE)
@@ -32,8 +34,9 @@ test: $(STAMP) $(DATA)
 bench: $(STAMP)
 	$(PY) -m dynaprune.bench
 
+# JupyterLab refuses to start as root (most containers) unless told --allow-root.
 lab: $(STAMP) $(DATA)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $$(test "$$(id -u)" = 0 && echo --allow-root)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -65,7 +65,7 @@ def test_every_sampler_runs_protocol_and_len_is_exact(name):
 
 
 def test_unknown_name_lists_known():
-    with pytest.raises(ValueError, match="known: full, random, infobatch"):
+    with pytest.raises(ValueError, match="known: full, random, random_dynamic, infobatch"):
         make_sampler("nope", 10)
 
 
@@ -177,7 +177,7 @@ def test_omission_probabilities_and_unbiased_steps():
         sl = slice(i, i + 20)
         s.reweight(torch.arange(N)[sl], losses[sl], logits=logits[sl], targets=targets[sl])
     s.set_epoch(1)
-    S = s.tracker.S
+    S = s.tracker.scores()  # bias-corrected EMA (the default)
     expected = optimal_bernoulli_probs(torch.sqrt(0.9 * S + 0.1 * S.mean()), 0.4 * N)
     torch.testing.assert_close(s.probs, expected)
     torch.testing.assert_close(s.probs, smoothed_probs(S, 0.4 * N, 0.1))

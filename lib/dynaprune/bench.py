@@ -1,6 +1,8 @@
 """Benchmarks (measured, never asserted): sampler overheads and mixture-fit cost.
 
-    python -m dynaprune.bench [--sizes 50000 1280000] [--out data/results/bench.json]
+    python -m dynaprune.bench [--sizes 50000 1280000] [--out build/bench.json]
+
+Benchmark output never goes into the results cache (data/results/ holds runs and analyses only).
 
 For every sampler at each n: planning time of one `set_epoch`, and the per-step overhead of
 `reweight` (b = 128), of fetching the next batch of indices (where `online_is` draws), and, for

@@ -2,6 +2,11 @@
 compressed NPZ (per-sample arrays) per run, keyed by a stable hash of the normalised config and
 the version of the code path that produced it.
 
+Only run entries (`<20 hex>.json` + `.npz`) and analyses (`analysis/`) live here; readers skip
+anything else in the folder. ``DYNAPRUNE_CACHE_ONLY=1`` forbids computing: any miss (a run or
+an analysis) raises `CacheMiss` naming what is missing, which is how the render test proves the
+committed cache is complete for the committed profile.
+
 Writes are atomic (temp file + rename, the JSON last, holding the NPZ's SHA-256), so a crashed
 run leaves no entry and concurrent writers of different runs lose nothing. A corrupt entry is
 reported (warning) and treated as missing, so it is recomputed, never silently used.
@@ -20,6 +25,53 @@ import numpy as np
 # Bump when a change to the engine or a sampler changes what a config produces.
 CODE_VERSION = "2"
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "data" / "results"
+
+
+class CacheMiss(RuntimeError):
+    """A result that is not in the cache while computing is forbidden (``DYNAPRUNE_CACHE_ONLY=1``)."""
+
+
+def cache_only() -> bool:
+    """True when computing is forbidden: every result must come from the cache."""
+    return os.environ.get("DYNAPRUNE_CACHE_ONLY", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def refuse_miss(what: str):
+    """Raise `CacheMiss` for ``what`` when computing is forbidden; do nothing otherwise."""
+    if cache_only():
+        raise CacheMiss(f"DYNAPRUNE_CACHE_ONLY is set and the results cache ({_root(None)}) lacks {what}. "
+                        "Compute it (unset DYNAPRUNE_CACHE_ONLY and run `make study`) and commit data/results/.")
+
+
+RUN_ENTRY_KEYS = ("key", "config", "records", "env")
+
+
+def is_run_entry(meta) -> bool:
+    """Whether a parsed JSON file is a run entry (other files in the folder are not read as runs)."""
+    return isinstance(meta, dict) and all(k in meta for k in RUN_ENTRY_KEYS)
+
+
+def _log_use(name: str):
+    """With $DYNAPRUNE_CACHE_LOG set, note each entry read (`prune` keeps exactly those)."""
+    log = os.environ.get("DYNAPRUNE_CACHE_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(name + "\n")
+
+
+def prune(log, root=None, dry_run: bool = False) -> list:
+    """Delete the entries (runs and analyses) that a logged render did not read: after a sampler's
+    version changes, its old runs are dead weight in the repository. Returns the removed names."""
+    used = set(Path(log).read_text().split())
+    d = _root(root)
+    gone = []
+    for j in list(d.glob("*.json")) + list((d / "analysis").glob("*.json")):
+        if j.stem not in used:
+            gone.append(j.stem)
+            if not dry_run:
+                j.unlink()
+                j.with_suffix(".npz").unlink(missing_ok=True)
+    return gone
 
 
 def _root(root) -> Path:
@@ -85,6 +137,7 @@ def load(config, root=None):
             arrays = {name: f[name] for name in f.files}
         if meta["config"] != json.loads(json.dumps(config.to_dict(), default=str)):
             raise ValueError("stored config differs from the requested one")
+        _log_use(k)
         return RunResult(config, meta["records"], arrays, meta["env"], from_cache=True)
     except Exception as err:  # corrupt: say so, and let the caller recompute
         warnings.warn(f"results cache entry {k} is corrupt ({err!r}); it will be recomputed", RuntimeWarning)
@@ -101,6 +154,8 @@ def load_results(filter=None, root=None):
             meta = json.loads(j.read_text())
         except Exception as err:
             warnings.warn(f"skipping unreadable cache entry {j.name} ({err!r})", RuntimeWarning)
+            continue
+        if not is_run_entry(meta):   # not a run (a stray file, someone's notes): not ours to read
             continue
         cfg = meta["config"]
         if callable(filter) and not filter(cfg):
@@ -129,9 +184,12 @@ def memo(kind: str, params: dict, compute, root=None) -> dict:
             if hashlib.sha256(raw).hexdigest() != meta["npz_sha256"]:
                 raise ValueError("NPZ checksum mismatch")
             with np.load(io.BytesIO(raw), allow_pickle=False) as f:
-                return {name: f[name] for name in f.files}
+                out = {name: f[name] for name in f.files}
+            _log_use(k)
+            return out
         except Exception as err:
             warnings.warn(f"analysis cache entry {k} is corrupt ({err!r}); recomputing", RuntimeWarning)
+    refuse_miss(f"the analysis {kind} with params {json.loads(blob)['params']} (entry analysis/{k})")
     out = {name: np.asarray(v) for name, v in compute().items()}
     d.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
@@ -141,3 +199,14 @@ def memo(kind: str, params: dict, compute, root=None) -> dict:
                                      npz_sha256=hashlib.sha256(buf.getvalue()).hexdigest()), indent=1,
                                 default=str).encode())
     return out
+
+
+if __name__ == "__main__":   # python -m dynaprune.cache prune LOG [--dry-run]
+    import argparse
+    ap = argparse.ArgumentParser(description="results-cache maintenance")
+    ap.add_argument("command", choices=["prune"])
+    ap.add_argument("log", help="a file written by a render with DYNAPRUNE_CACHE_LOG set")
+    ap.add_argument("--dry-run", action="store_true")
+    a = ap.parse_args()
+    removed = prune(a.log, dry_run=a.dry_run)
+    print(f"{'would remove' if a.dry_run else 'removed'} {len(removed)} entries")

@@ -1,6 +1,8 @@
 """Datasets as in-memory tensors, every sample addressable by its index.
 
-`load_dataset(name, root="data", **options)` is the one entry point. Samplers
+`load_dataset(name, root=None, **options)` is the one entry point; ``root=None`` means
+`data_root()`: $DYNAPRUNE_DATA, else the project's own `data/` folder, whatever the working
+directory (a notebook run from `notebooks/` reads the same files as `make data`). Samplers
 work on indices 0..n-1 of the training split, so every dataset here is a pair
 of tensors (and the variants below keep a record of which original samples
 they hold).
@@ -62,6 +64,11 @@ class Dataset:
         return self.num_classes if self.task == "classification" else int(self.y_train.shape[1])
 
 
+def data_root() -> Path:
+    """Where datasets live: $DYNAPRUNE_DATA if set, else <project>/data (never relative to the cwd)."""
+    return Path(os.environ.get("DYNAPRUNE_DATA", Path(__file__).resolve().parents[2] / "data"))
+
+
 class DatasetError(ValueError):
     """A dataset that cannot be produced; the message says how to get it."""
 
@@ -77,13 +84,14 @@ def _fashion_debian_files() -> list[Path]:
     return [Path(p) for p in out.stdout.split() if p.endswith("-ubyte.gz")]
 
 
-def prepare_fashion_mnist(root: str | os.PathLike = "data", install: bool = True, download: bool = True) -> Path:
+def prepare_fashion_mnist(root: str | os.PathLike | None = None, install: bool = True, download: bool = True) -> Path:
     """Make `root/FashionMNIST/raw/` hold the four IDX files and return that folder.
 
     Order of sources: already under root; the Debian package (installed with
     apt when we are root on Debian and ``install``); torchvision's download.
     """
-    raw = Path(root) / "FashionMNIST" / "raw"
+    root = data_root() if root is None else Path(root)
+    raw = root / "FashionMNIST" / "raw"
     if all((raw / f).exists() for f in FASHION_FILES):
         return raw
     files = _fashion_debian_files()
@@ -309,7 +317,7 @@ def _apply_variants(ds: Dataset, imbalance=False, per_class=None, label_noise=0.
     return Dataset(x, y, ds.x_test, ds.y_test, ds.task, meta)
 
 
-def load_dataset(name: str, root: str | os.PathLike = "data", *, imbalance=False, per_class=None,
+def load_dataset(name: str, root: str | os.PathLike | None = None, *, imbalance=False, per_class=None,
                  label_noise=0.0, noise_type="flip", variant_seed=0, **options) -> Dataset:
     """Load dataset ``name`` (one of `DATASETS`) as in-memory tensors, with optional variants."""
     if name not in _LOADERS:
@@ -319,7 +327,7 @@ def load_dataset(name: str, root: str | os.PathLike = "data", *, imbalance=False
         raise ValueError(f"label_noise must be in [0, 1), got {label_noise}")
     if noise_type not in NOISE_TYPES:
         raise ValueError(f"unknown noise_type {noise_type!r}; known: {', '.join(NOISE_TYPES)}")
-    ds = _LOADERS[name](root, **options)
+    ds = _LOADERS[name](data_root() if root is None else Path(root), **options)
     ds.meta.setdefault("name", name)
     ds.meta["options"] = dict(options)
     return _apply_variants(ds, imbalance, per_class, label_noise, noise_type, variant_seed)
@@ -345,7 +353,7 @@ def _main(argv=None):
     p = argparse.ArgumentParser(description="Prepare datasets under data/.")
     p.add_argument("command", choices=["prepare"])
     p.add_argument("name", nargs="?", default="fashion_mnist")
-    p.add_argument("--root", default="data")
+    p.add_argument("--root", default=None, help="default: $DYNAPRUNE_DATA, else the project's data/")
     a = p.parse_args(argv)
     if a.name != "fashion_mnist":
         raise SystemExit("only fashion_mnist needs preparing; the others are generated or downloaded")

@@ -1,59 +1,73 @@
-"""Method grids of the comparison notebooks: how each sampler is set to a target keep ratio rho
-(the expected share of samples backpropagated), so methods are compared at equal budgets.
+"""Method grids of the comparison notebooks: every method that saves backprops at the same
+``keep_ratio`` (the expected share of samples backpropagated over the whole run, annealing and
+warm-up epochs included), so methods are compared at equal budgets; the tables show the measured
+share next to the target.
 
-Methods whose budget is not a parameter (InfoBatch's adaptive pruning, KAKURENBO, online IS,
-online pruning, Selective Backprop) run with their papers' defaults once; their measured
-backprop share is reported next to everyone else's.
+[Raju]'s methods run at its pruning period T_p = E / 20 and are compared with its own "random
+dynamic" at the same T_p; [Omission]'s "Random" re-draws every epoch. A (method, keep_ratio) pair
+out of the method's reach (e.g. KAKURENBO's schedule cannot hide 70% over a short run) is left
+out, and `unreachable` says which and why.
 """
 from __future__ import annotations
 
+from .samplers import make_sampler
+
+RAJU = ("uncertainty_ema", "epsilon_greedy", "ucb", "random_dynamic")
+
+
+def _period(E):
+    return max(1, round(E / 20))   # [Raju] §4: T_p = 10 of 200 epochs
+
+
 RATIO_METHODS = {
-    # set-level, keep ratio
-    "random": lambda r, E: {"keep_ratio": r},
-    "uncertainty_ema": lambda r, E: {"keep_ratio": r, "period": max(1, round(E / 20))},
-    "epsilon_greedy": lambda r, E: {"keep_ratio": r, "period": max(1, round(E / 20))},
-    "ucb": lambda r, E: {"keep_ratio": r, "period": max(1, round(E / 20))},
-    "el2n": lambda r, E: {"keep_ratio": r},
-    "forgetting": lambda r, E: {"keep_ratio": r},
-    "omission": lambda r, E: {"keep_ratio": r},
-    # batch-level, b / B
-    "es": lambda r, E: {"ratio": r},
-    "eswp": lambda r, E: {"ratio": r},
-    "omission_batch": lambda r, E: {"ratio": r},
-    "extra_forward_bernoulli": lambda r, E: {"ratio": r},
-    "weighted_replacement": lambda r, E: {"ratio": r},
-    "loss_is": lambda r, E: {"ratio": r},
-    "ordered_sgd": lambda r, E: {"ratio": r},
-    "historical_replacement": lambda r, E: {"ratio": r},
+    # set level
+    "random": lambda r, E, P: {"keep_ratio": r},
+    **{m: (lambda r, E, P: {"keep_ratio": r, "period": _period(E)}) for m in RAJU},
+    "el2n": lambda r, E, P: {"keep_ratio": r, "score_models": P.get("el2n_models", 10),
+                             "score_epochs": P.get("el2n_epochs", 20)},
+    "forgetting": lambda r, E, P: {"keep_ratio": r},
+    "omission": lambda r, E, P: {"keep_ratio": r},
+    "infobatch": lambda r, E, P: {"keep_ratio": r},
+    "kakurenbo": lambda r, E, P: {"keep_ratio": r},
+    "online_prune": lambda r, E, P: {"keep_ratio": r, "equal_steps": False, "prune_every": max(1, round(E / 4))},
+    # batch level
+    **{m: (lambda r, E, P: {"keep_ratio": r}) for m in (
+        "es", "eswp", "omission_batch", "extra_forward_bernoulli", "weighted_replacement", "loss_is",
+        "ordered_sgd", "historical_replacement", "historical_ranking", "selective_backprop")},
 }
 FIXED_METHODS = {
     "full": {},
-    "infobatch": {},
-    "kakurenbo": {},
-    "selective_backprop": {},
-    "historical_ranking": {},
-    "online_is": {},
-    "online_prune": {"prune_every_fraction": 0.25},
+    "infobatch": {},       # the paper's own setting (r = 0.5, delta = 0.875): what InfoBatch itself saves
+    "online_is": {},       # importance sampling with n draws per epoch: saves no backprops
 }
 
 
-def comparison_configs(base, ratios, seeds, methods=None):
-    """All (method, ratio, seed) configs, plus Reducing Epoch (and scaled) at each ratio (000 section 5)."""
-    E = base.epochs
+def unreachable(name, opts, n_epochs) -> str | None:
+    """Why ``name`` cannot run with ``opts`` over ``n_epochs`` epochs (None when it can)."""
+    o = {k: v for k, v in opts.items() if k not in ("score_models", "score_epochs")}
+    if name in ("el2n", "forgetting"):
+        o["scores"] = [0.0] * 100
+    try:
+        make_sampler(name, 100, num_epochs=n_epochs, **o)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def comparison_configs(base, ratios, seeds, methods=None, profile=None):
+    """All (method, keep_ratio, seed) configs within reach, plus Reducing Epoch (and scaled) at each
+    ratio ([Omission] §5). ``profile``: the profile dict (EL2N's scoring protocol)."""
+    E, P = base.epochs, (profile or {})
     out = []
     for seed in seeds:
         for name, opts in FIXED_METHODS.items():
-            if methods and name not in methods:
-                continue
-            o = dict(opts)
-            if "prune_every_fraction" in o:
-                o = {"prune_every": max(1, round(o.pop("prune_every_fraction") * E))}
-            out.append(base.replace(sampler=name, sampler_options=o, seed=seed))
+            if not methods or name in methods:
+                out.append(base.replace(sampler=name, sampler_options=opts, seed=seed))
         for r in ratios:
             for name, f in RATIO_METHODS.items():
-                if methods and name not in methods:
+                if (methods and name not in methods) or unreachable(name, f(r, E, P), E):
                     continue
-                out.append(base.replace(sampler=name, sampler_options=f(r, E), seed=seed))
+                out.append(base.replace(sampler=name, sampler_options=f(r, E, P), seed=seed))
             if not methods or "reduce_epochs" in methods:
                 out.append(base.replace(sampler="full", epochs_scale=r, seed=seed))
                 out.append(base.replace(sampler="full", epochs_scale=r, scale_lr=True, seed=seed))

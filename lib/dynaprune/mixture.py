@@ -142,6 +142,27 @@ class MixtureFit:
             out[lab] += v
         return out
 
+    def to_arrays(self) -> dict:
+        """Everything the fit holds, as flat arrays (for `cache.memo`)."""
+        out = dict(max_count=np.array(self.max_count), n_components=np.array(self.n_components),
+                   values=self.values, freqs=self.freqs, divergences=np.array(self.divergences),
+                   waic=np.array(self.waic))
+        out.update({f"samples|{k}": v for k, v in self.samples.items()})
+        out.update({f"summary|{p}|{stat}": v for p, d in self.summary.items() for stat, v in d.items()})
+        return out
+
+    @classmethod
+    def from_arrays(cls, a: dict) -> "MixtureFit":
+        samples = {k.split("|", 1)[1]: v for k, v in a.items() if k.startswith("samples|")}
+        summary = {}
+        for k, v in a.items():
+            if k.startswith("summary|"):
+                _, p, stat = k.split("|", 2)
+                summary.setdefault(p, {})[stat] = v
+        K = int(a["max_count"])
+        return cls(K, int(a["n_components"]), a["values"], a["freqs"], samples, summary, int(a["divergences"]),
+                   float(a["waic"]), group_labels(summary["mu"]["mean"], K))
+
     def converged(self, r_hat_max=1.05) -> bool:
         return self.divergences == 0 and all(np.all(np.asarray(v["r_hat"]) < r_hat_max) for v in self.summary.values())
 
@@ -160,12 +181,23 @@ def group_labels(means, max_count: int) -> list:
 
 def fit_selection_mixture(counts, max_count: int, n_components: int = 3, num_warmup: int = 500,
                           num_samples: int = 1000, num_chains: int = 3, seed: int = 0,
-                          kernel: str = "nuts", progress: bool = False) -> MixtureFit:
+                          kernel: str = "nuts", progress: bool = False, memo: bool = False) -> MixtureFit:
     """Bayesian mixture of ``n_components`` truncated normals over integer selection counts
-    (001 section 4.3, Figs. 3, 7, 8b, 9b; NumPyro in place of the paper's Turing MH)."""
+    (001 section 4.3, Figs. 3, 7, 8b, 9b; NumPyro in place of the paper's Turing MH).
+    ``memo=True`` stores the fit in the results cache's analyses (`cache.memo`), keyed by the
+    count histogram and every setting, so a notebook re-rendered from the cache refits nothing."""
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; known: {', '.join(KERNELS)}")
     c = validate_counts(counts, max_count, n_components)
+    if memo:
+        from . import cache
+        values, freqs = np.unique(c, return_counts=True)
+        params = dict(values=values.tolist(), freqs=freqs.tolist(), max_count=int(max_count),
+                      n_components=n_components, num_warmup=num_warmup, num_samples=num_samples,
+                      num_chains=num_chains, seed=seed, kernel=kernel)
+        return MixtureFit.from_arrays(cache.memo(
+            "mixture_fit", params, lambda: fit_selection_mixture(c, max_count, n_components, num_warmup, num_samples,
+                                                                 num_chains, seed, kernel).to_arrays()))
     _ensure_host_devices(num_chains)
     import jax
     import jax.numpy as jnp

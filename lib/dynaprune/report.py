@@ -42,9 +42,11 @@ def final_table(df: pd.DataFrame, by=("sampler", "label")) -> pd.DataFrame:
     tot = df.groupby("key").agg(backprops=("backpropagated", "sum"), forwards=("forwarded", "sum"))
     last = last.join(tot, on="key")
     last["wall_total"] = last["wall"] + last["t_static_scoring"]
+    last["target_share"] = [target_share(r) for r in last.to_dict("records")]
     by = [b for b in by if b in last.columns]
     g = last.groupby(list(by))
     out = g.agg(acc=("test_acc", "mean"), acc_min=("test_acc", "min"), acc_max=("test_acc", "max"),
+                target_share=("target_share", "first"),
                 wall=("wall_total", "mean"), backprops=("backprops", "mean"), forwards=("forwards", "mean"),
                 seeds=("seed", "nunique"))
     full = out.xs("full", level="sampler") if "full" in out.index.get_level_values("sampler") else None
@@ -64,6 +66,20 @@ def at_budget(df: pd.DataFrame, column: str, budget: float, by=("sampler", "labe
     last = d.sort_values("epoch").groupby("key").tail(1)
     by = [b for b in by if b in last.columns]
     return last.groupby(list(by)).agg(acc=("test_acc", "mean"), at=(column, "mean")).reset_index()
+
+
+def target_share(cfg: dict) -> float:
+    """The backprop share a run was asked for: its keep_ratio, Reducing Epoch's scale, 1 for full
+    data, NaN where the method's paper sets it indirectly and no keep_ratio was given."""
+    import json
+    opts = cfg.get("sampler_options") or {}
+    if isinstance(opts, str):
+        opts = json.loads(opts)
+    if cfg.get("epochs_scale", 1.0) < 1.0:
+        return float(cfg["epochs_scale"])
+    if "keep_ratio" in opts:
+        return float(opts["keep_ratio"])
+    return 1.0 if cfg["sampler"] in ("full", "online_is") else float("nan")
 
 
 def label_of(cfg: dict) -> str:
@@ -94,7 +110,10 @@ def key_numbers(name: str, **numbers) -> dict:
     bad = {k: v for k, v in numbers.items() if not np.all(np.isfinite(np.asarray(v, dtype=float)))}
     if bad:
         raise ValueError(f"non-finite key numbers in {name}: {bad}")
-    clean = {k: (np.asarray(v, dtype=float).tolist()) for k, v in numbers.items()}
+    # 10 significant digits: the last bits of a float sum vary with thread scheduling, and a warm
+    # re-render must rewrite these files byte for byte
+    clean = {k: np.vectorize(lambda x: float(f"{x:.10g}"), otypes=[float])(np.asarray(v, dtype=float)).tolist()
+             for k, v in numbers.items()}
     (figures_dir() / f"{name}_numbers.json").write_text(json.dumps(clean, indent=1, sort_keys=True))
     return clean
 

@@ -42,6 +42,8 @@ def runs(configs, jobs: int | None = None, executor: str | None = None, progress
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
     todo = [c for c in dict.fromkeys(configs) if cache.load(c) is None]
+    if todo and cache.cache_only():
+        cache.refuse_miss(f"{len(todo)} of the {len(configs)} runs asked for, e.g. {cache.key(todo[0])}: {todo[0]}")
     if todo:
         if executor == "submitit":
             import submitit

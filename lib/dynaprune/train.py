@@ -63,6 +63,11 @@ class RunConfig:
     record_selection: bool = False   # store which samples were backpropagated each epoch (NPZ)
     train_subset: int | None = None  # the first k training samples (small profiles)
     final_signals: tuple = ()        # per-sample signals stored at the end: loss, output_grad, dlis, grad_norm
+    drop_last: bool = False          # drop an epoch's last incomplete batch ([Omission] §5 trains with drop_last=True)
+
+    # Fields added after results were cached: left out of `to_dict` (so of the cache key) while they
+    # hold their default, so adding a field does not invalidate every committed run.
+    _LATE_FIELDS = {"drop_last": False}
 
     def __post_init__(self):
         for name in ("dataset_options", "model_options", "sampler_options"):
@@ -86,6 +91,9 @@ class RunConfig:
             d[name] = self.options(name)
         d["milestones"] = list(self.milestones)
         d["final_signals"] = list(self.final_signals)
+        for name, default in self._LATE_FIELDS.items():
+            if d[name] == default:
+                del d[name]
         return d
 
     def replace(self, **changes) -> "RunConfig":
@@ -109,7 +117,8 @@ def _thaw(x):
 _TYPES = {"dataset": str, "model": str, "loss": str, "optimizer": str, "lr": (int, float), "momentum": (int, float),
           "weight_decay": (int, float), "schedule": str, "warmup_epochs": (int, float), "gamma": (int, float),
           "epochs": int, "epochs_scale": (int, float), "scale_lr": bool, "batch_size": int, "sampler": str,
-          "augment": bool, "seed": int, "device": str, "eval_every": int, "record_selection": bool}
+          "augment": bool, "seed": int, "device": str, "eval_every": int, "record_selection": bool,
+          "drop_last": bool}
 
 
 def _validate_config(c: RunConfig):
@@ -194,13 +203,12 @@ def setup(c: RunConfig):
     if device.type == "cuda" and xtr.dim() == 4:
         model = model.to(memory_format=torch.channels_last)
     sampler_kw = dict(c.options("sampler_options"))
-    cls = SAMPLERS[c.sampler]
-    if getattr(cls, "requires_num_epochs", False):
-        sampler_kw.setdefault("num_epochs", c.train_epochs)
+    sampler_kw.setdefault("num_epochs", c.train_epochs)    # schedules and keep_ratio budgets are per run
     if c.sampler == "online_is":
         sampler_kw.setdefault("batch_size", c.batch_size)
+    protocol = {k: sampler_kw.pop(k) for k in ("score_models", "score_epochs") if k in sampler_kw}
     if c.sampler in ("el2n", "forgetting") and "scores" not in sampler_kw:
-        sc, secs = static_scores(c.sampler, c, xtr, ytr, ds)
+        sc, secs = static_scores(c.sampler, c, xtr, ytr, ds, **protocol)
         sampler_kw.update(scores=sc, scoring_seconds=secs)
     sampler = make_sampler(c.sampler, len(xtr), seed=c.seed, **sampler_kw)
     data = dict(x=xtr.to(device), y=ytr.to(device), x_test=ds.x_test.to(device), y_test=ds.y_test.to(device))
@@ -243,11 +251,13 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel):
                 rec["forwarded"] += len(i)
         model.train()
     sampler.set_epoch(epoch)
-    steps = math.ceil(len(sampler) / (b if sampler.level != "batch" else sampler.meta_batch_size(b)))
+    B = sampler.meta_batch_size(b) if sampler.level == "batch" else b
+    steps = (len(sampler) // B if c.drop_last else math.ceil(len(sampler) / B)) or 1
     _sync(device); rec["t_select"] += t() - t0
     it, k = iter(sampler), 0
-    B = sampler.meta_batch_size(b) if sampler.level == "batch" else b
     while idx := list(islice(it, B)):                          # lazy: online_is draws with the current q
+        if c.drop_last and len(idx) < B and k > 0:             # a tiny last batch carrying large weights
+            break
         t0 = t()
         idx = torch.tensor(idx)
         xb, yb = x[idx.to(device)], y[idx.to(device)]
@@ -256,9 +266,11 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel):
         _sync(device); t1 = t(); rec["t_data"] += t1 - t0
         if sampler.level == "batch":                           # meta-batch B -> mini-batch
             out = None
-            if sampler.needs_forward:
+            if sampler.needs_forward:                          # selecting must not change the model:
+                model.eval()                                   # no BatchNorm statistics, no dropout
                 with torch.no_grad():
                     out = _forward(model, xb, c, device)
+                model.train()
                 rec["forwarded"] += len(idx)
             _sync(device); t2 = t(); rec["t_forward"] += t2 - t1
             l_meta = None if out is None else per_sample_loss(out, yb, c.loss)
@@ -271,6 +283,9 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel):
         out = _forward(model, xb, c, device)
         losses = per_sample_loss(out, yb, c.loss)
         _sync(device); t2 = t(); rec["t_forward"] += t2 - t1
+        if not bool(torch.isfinite(losses.detach()).all()):   # diverged (e.g. large 1/(1-r) weights):
+            rec["diverged"] = True                              # a result to report, not a crash
+            break
         loss = sampler.reweight(idx, losses, logits=out.detach(), targets=yb)
         t3 = t(); rec["t_select"] += t3 - t2
         opt.zero_grad(set_to_none=True)
@@ -301,6 +316,7 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
         hit = _cache.load(c, root)
         if hit is not None:
             return hit
+        _cache.refuse_miss(f"the run {_cache.key(c)}: {c}")
     device = torch.device(c.device)
     ds, data, model, opt, sampler = setup(c)
     gen = torch.Generator().manual_seed(c.seed + 1)          # augmentation
@@ -354,7 +370,7 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
             torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), sampler=sampler.state_dict(),
                             gen=gen.get_state(), records=records, sel_bits=sel_bits, epoch=epoch), tmp)
             os.replace(tmp, ckpt)
-        if budget_hit:
+        if budget_hit or rec.get("diverged"):
             break
         if stop_after is not None and done_here >= stop_after and epoch < E - 1:
             return RunResult(c, records, {}, _env(device), False)
@@ -429,21 +445,41 @@ def _env(device):
 
 # ----------------------------------------------------------------------------- static scores
 
-def static_scores(kind: str, c: RunConfig, x, y, ds, models: int = 4, epochs: int = 2):
-    """EL2N (Paul et al. 2021: mean over `models` briefly trained models of ||softmax - onehot||)
-    or forgetting counts (Toneva et al. 2019: correct -> incorrect transitions over a full run;
-    never-learned samples count as most forgotten). Returns (scores, seconds spent)."""
+EL2N_MODELS, EL2N_EPOCHS = 10, 20   # [Raju] §4: "average over 10 independent models trained for 20 epochs each"
+
+
+def static_scores(kind: str, c: RunConfig, x, y, ds, score_models: int = EL2N_MODELS,
+                  score_epochs: int = EL2N_EPOCHS):
+    """EL2N (Paul et al. 2021, by [Raju] §4's protocol: the mean over ``score_models`` independent
+    models, each trained for ``score_epochs`` epochs on its own schedule, of ||softmax - onehot||)
+    or forgetting counts (Toneva et al. 2019: correct -> incorrect transitions over a full run of
+    the run's length; never-learned samples count as most forgotten). Returns (scores, seconds
+    spent). Cached as an analysis (`cache.memo`): runs at several keep ratios share one scoring, and
+    the seconds reported are those measured when it was computed."""
+    if int(score_models) < 1 or int(score_epochs) < 1:
+        raise ValueError(f"score_models and score_epochs must be >= 1, got {score_models}, {score_epochs}")
+    base = c.replace(sampler="full", sampler_options=(), record_selection=False, time_budget=None,
+                     final_signals=(), epochs_scale=1.0, scale_lr=False)
+    params = dict(kind=kind, base=base.to_dict(), n=len(x),
+                  **(dict(models=int(score_models), epochs=int(score_epochs)) if kind == "el2n" else {}))
+    out = _cache.memo("static_scores", params, lambda: _static_scores(kind, base, x, y, ds, int(score_models),
+                                                                   int(score_epochs)))
+    return torch.as_tensor(out["scores"]), float(out["seconds"])
+
+
+def _static_scores(kind, base, x, y, ds, models, epochs):
     t0 = time.perf_counter()
-    base = c.replace(sampler="full", sampler_options=(), record_selection=False, time_budget=None)
     if kind == "el2n":
         tot = torch.zeros(len(x))
+        f = epochs / base.epochs   # each scoring model on its own schedule: warm-up and milestones scaled
         for m in range(models):
-            cfg = base.replace(seed=c.seed * 100 + m + 1, epochs=epochs, epochs_scale=1.0)
+            cfg = base.replace(seed=base.seed * 100 + m + 1, epochs=epochs, warmup_epochs=base.warmup_epochs * f,
+                               milestones=tuple(ms * f for ms in base.milestones))
             r = _train_plain(cfg, x, y, ds)
             tot += output_grad_norm_ce(predict(r, x.to(cfg.device), cfg, torch.device(cfg.device)),
                                        y.to(cfg.device)).cpu()
-        return tot / models, time.perf_counter() - t0
-    cfg = base.replace(seed=c.seed * 100 + 1)
+        return dict(scores=(tot / models).numpy(), seconds=np.array(time.perf_counter() - t0))
+    cfg = base.replace(seed=base.seed * 100 + 1)
     prev = torch.zeros(len(x), dtype=torch.bool)
     forgot = torch.zeros(len(x))
     learned = torch.zeros(len(x), dtype=torch.bool)
@@ -456,8 +492,8 @@ def static_scores(kind: str, c: RunConfig, x, y, ds, models: int = 4, epochs: in
         prev = ok
     _train_plain(cfg, x, y, ds, after_epoch)
     forgot[~learned] = float("inf")
-    return torch.nan_to_num(forgot, posinf=float(forgot[learned].max() + 1) if learned.any() else 1.0), \
-        time.perf_counter() - t0
+    scores = torch.nan_to_num(forgot, posinf=float(forgot[learned].max() + 1) if learned.any() else 1.0)
+    return dict(scores=scores.numpy(), seconds=np.array(time.perf_counter() - t0))
 
 
 def _train_plain(cfg, x, y, ds, after_epoch=None):

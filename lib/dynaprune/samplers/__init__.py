@@ -3,7 +3,7 @@
     sampler = make_sampler("omission", n, seed=0, keep_ratio=0.5)
 
 Registry keys and where each method lives:
-- full (basic); random, uncertainty_ema, epsilon_greedy, ucb (raju: 001);
+- full (basic); random ([Omission]'s, per epoch), random_dynamic (001's, per T_p), uncertainty_ema, epsilon_greedy, ucb (raju: 001);
   infobatch (infobatch: 004); omission, omission_batch, extra_forward_bernoulli,
   historical_replacement, historical_ranking (omission: 000); es, eswp (evolved: 002);
   online_is, online_prune (online_is: 003); weighted_replacement, loss_is,
@@ -20,11 +20,12 @@ from .infobatch import InfoBatch
 from .omission import (ExtraForwardBernoulli, HistoricalRanking, HistoricalReplacement, Omission,
                        OmissionBatch)
 from .online_is import OnlineIS, OnlinePrune
-from .raju import UCB, EpsilonGreedy, RandomDynamic, UncertaintyEMA
+from .raju import UCB, EpsilonGreedy, RandomDynamic, UncertaintyEMA, random_dynamic
 
 SAMPLERS = {
     "full": Full,
     "random": RandomDynamic,
+    "random_dynamic": random_dynamic,
     "infobatch": InfoBatch,
     "uncertainty_ema": UncertaintyEMA,
     "epsilon_greedy": EpsilonGreedy,

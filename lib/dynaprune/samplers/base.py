@@ -255,14 +255,41 @@ class DynamicSampler(Sampler[int]):
         return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in hp.items())})"
 
 
+STEP_REGIMES = ("fewer_steps", "equal_steps")
+
+
+def ratio_or_keep(ratio, keep_ratio, default):
+    """Batch-level methods take ``keep_ratio`` (the share of samples backpropagated, the one budget
+    knob of every method) or their papers' ``ratio`` = b / B; they are the same number here."""
+    if ratio is not None and keep_ratio is not None and float(ratio) != float(keep_ratio):
+        raise ValueError(f"give ratio or keep_ratio, not both ({ratio} vs {keep_ratio})")
+    v = keep_ratio if keep_ratio is not None else ratio if ratio is not None else default
+    return _check_ratio("keep_ratio" if keep_ratio is not None else "ratio", v)
+
+
 class BatchSampler(DynamicSampler):
-    """Batch-level base: iterates over all (planned) samples shuffled; meta-batches of
-    B = b / ratio are formed by the caller, who calls `select` then `reweight` on the kept part."""
+    """Batch-level base: iterates over all (planned) samples shuffled; the caller forms meta-batches
+    of `meta_batch_size(b)`, calls `select` then `reweight` on the kept part.
+
+    Two step regimes, each method defaulting to its own paper's:
+    - ``"fewer_steps"`` ([Omission] §5's batch-level baselines): keep the mini-batch b, draw
+      meta-batches of B = b / ratio, so an epoch has ratio * n / b steps;
+    - ``"equal_steps"`` ([ES] Alg. 1): the standard batch is the meta-batch B = b and ratio * B of
+      it is backpropagated, so an epoch has as many steps as full-data training."""
 
     level = "batch"
     needs_forward = True   # False for historical methods: select works from stored statistics
+    step_regime = "fewer_steps"
+
+    def _set_regime(self, steps):
+        if steps is not None:
+            if steps not in STEP_REGIMES:
+                raise ValueError(f"unknown steps regime {steps!r}; known: {', '.join(STEP_REGIMES)}")
+            self.step_regime = steps
 
     def meta_batch_size(self, b: int) -> int:
+        if self.step_regime == "equal_steps":
+            return b
         return max(b, int(math.ceil(b / self.ratio)))
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import BatchSampler, DynamicSampler, _check_ratio, grad_norm_sq
+from .base import BatchSampler, DynamicSampler, _check_ratio, grad_norm_sq, ratio_or_keep
 
 SB_BETA = 1.0          # Selective Backprop exponent (the paper sweeps 1-3)
 SB_HISTORY = 1024      # losses in the CDF window
@@ -29,9 +29,13 @@ KAKURENBO_TAU = 0.7    # confidence threshold
 
 
 class _Replacement(BatchSampler):
-    def __init__(self, n, *, ratio=0.5, num_epochs=None, seed=0, distributed=None):
+    version = 2  # the selection forward runs in eval mode (no BatchNorm update, no dropout)
+    DEFAULT_RATIO = 0.5
+
+    def __init__(self, n, *, ratio=None, keep_ratio=None, steps=None, num_epochs=None, seed=0, distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
-        self.ratio = _check_ratio("ratio", ratio)
+        self.ratio = ratio_or_keep(ratio, keep_ratio, self.DEFAULT_RATIO)
+        self._set_regime(steps)
 
     def _signal(self, losses, logits, targets):
         raise NotImplementedError
@@ -53,35 +57,69 @@ class WeightedReplacement(_Replacement):
 
 
 class LossIS(_Replacement):
-    def __init__(self, n, *, ratio=0.25, **kw):
-        super().__init__(n, ratio=ratio, **kw)
+    DEFAULT_RATIO = 0.25
 
     def _signal(self, losses, logits, targets):
         return losses
 
 
 class SelectiveBackprop(BatchSampler):
-    _state_keys = ("history",)
+    """Keep each sample of the meta-batch with probability F(l)^beta (F: the empirical CDF of the
+    last `history` losses). ``keep_ratio`` makes the share of samples backpropagated over the run
+    equal to it by solving for beta on each meta-batch: mean_i F_i^beta = what the budget has left
+    (losses fall during training, so the history's percentiles drift low and no fixed beta holds
+    the budget); B = b / keep_ratio, so mini-batches average b."""
 
-    def __init__(self, n, *, beta=SB_BETA, history=SB_HISTORY, ratio=0.5, num_epochs=None, seed=0, distributed=None):
+    version = 2  # keep_ratio; eval-mode selection forward
+    _state_keys = ("history", "_seen", "_kept")
+
+    def __init__(self, n, *, beta=None, history=SB_HISTORY, ratio=None, keep_ratio=None, steps=None,
+                 num_epochs=None, seed=0, distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
-        self.beta, self.window, self.ratio = float(beta), int(history), _check_ratio("ratio", ratio)
+        self.keep_ratio = None
+        if keep_ratio is not None:
+            if beta is not None:
+                raise ValueError("give beta or keep_ratio (which solves for beta), not both")
+            self.keep_ratio = _check_ratio("keep_ratio", keep_ratio)
+            ratio = self.keep_ratio if ratio is None else ratio
+        self.beta = SB_BETA if beta is None else float(beta)
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        self.window, self.ratio = int(history), _check_ratio("ratio", 0.5 if ratio is None else ratio)
+        self._set_regime(steps)
         self.history = torch.empty(0, dtype=torch.float64)
+        self._seen, self._kept = 0, 0
+
+    @staticmethod
+    def _solve_beta(F, target):
+        """beta >= 0 with mean(F^beta) = target (mean F^beta falls from 1 as beta grows)."""
+        lo, hi = 0.0, 64.0
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if float((F ** mid).mean()) > target else (lo, mid)
+        return (lo + hi) / 2
 
     def _select(self, idx, losses, logits, targets):
         self.history = torch.cat([self.history, self._meta[1].double()])[-self.window:]
         F = torch.searchsorted(torch.sort(self.history).values, losses.double(), right=True).double() / len(self.history)
+        if self.keep_ratio is not None:
+            want = (self.keep_ratio * (self._seen + len(idx)) - self._kept) / len(idx)
+            self.beta = self._solve_beta(F, min(max(want, 1e-3), 1.0))
         keep = torch.rand(len(idx), generator=self.gen, dtype=torch.float64) < F ** self.beta
         if not keep.any():
             keep[torch.argmax(losses)] = True
         pos = torch.nonzero(keep).flatten()
+        self._seen, self._kept = self._seen + len(idx), self._kept + len(pos)
         return pos, torch.ones(len(pos), dtype=torch.float64)
 
 
 class OrderedSGD(BatchSampler):
-    def __init__(self, n, *, ratio=0.25, num_epochs=None, seed=0, distributed=None):
+    version = 2  # eval-mode selection forward
+
+    def __init__(self, n, *, ratio=None, keep_ratio=None, steps=None, num_epochs=None, seed=0, distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
-        self.ratio = _check_ratio("ratio", ratio)
+        self.ratio = ratio_or_keep(ratio, keep_ratio, 0.25)
+        self._set_regime(steps)
 
     def _select(self, idx, losses, logits, targets):
         pos = torch.topk(losses, max(1, int(round(self.ratio * len(idx))))).indices
@@ -89,12 +127,34 @@ class OrderedSGD(BatchSampler):
 
 
 class Kakurenbo(DynamicSampler):
+    """KAKURENBO: hide the lowest-loss samples except the mispredicted and the unconfident.
+
+    ``keep_ratio`` (the share of samples backpropagated over the run) solves for the paper's F: the
+    hidden share follows F, 0.8F, 0.6F, 0.4F by quarters with F = (1 - keep_ratio) E / sum of the
+    schedule over epochs 1..E-1 (epoch 0 has no scores and hides nothing), and each epoch takes the
+    shortest prefix of the loss order whose eligible (correct and confident) samples reach its
+    target, carrying any shortfall to the next epoch."""
+
+    version = 2  # keep_ratio
     requires_num_epochs = True
     needs_logits = True
-    _state_keys = ("loss", "correct", "confidence", "seen", "hidden", "lr_scale")
+    _state_keys = ("loss", "correct", "confidence", "seen", "hidden", "lr_scale", "_hidden_total", "_hidden_before",
+                   "_planned")
 
-    def __init__(self, n, *, max_fraction=KAKURENBO_F, tau=KAKURENBO_TAU, num_epochs=None, seed=0, distributed=None):
+    def __init__(self, n, *, max_fraction=None, keep_ratio=None, tau=KAKURENBO_TAU, num_epochs=None, seed=0,
+                 distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
+        self.keep_ratio = None
+        if keep_ratio is not None:
+            if max_fraction is not None:
+                raise ValueError("give max_fraction (KAKURENBO's F) or keep_ratio, not both")
+            self.keep_ratio = _check_ratio("keep_ratio", keep_ratio)
+            sched = sum(1.0 - 0.2 * min(3, int(4 * e / self.num_epochs)) for e in range(1, self.num_epochs))
+            max_fraction = (1 - self.keep_ratio) * self.num_epochs / sched if sched > 0 else float("inf")
+            if not max_fraction < 1.0:
+                raise ValueError(f"keep_ratio={keep_ratio} is out of KAKURENBO's reach over {self.num_epochs} epochs "
+                                 f"(it would need F = {max_fraction:.3g} >= 1)")
+        max_fraction = KAKURENBO_F if max_fraction is None else max_fraction
         if not 0.0 <= float(max_fraction) < 1.0:
             raise ValueError(f"max_fraction must be in [0, 1), got {max_fraction}")
         self.max_fraction, self.tau = float(max_fraction), float(tau)
@@ -104,6 +164,7 @@ class Kakurenbo(DynamicSampler):
         self.seen = torch.zeros(self.n, dtype=torch.bool)
         self.hidden = torch.zeros(self.n, dtype=torch.bool)
         self.lr_scale = 1.0
+        self._hidden_total, self._hidden_before, self._planned = 0, 0, -1   # keep_ratio's running target
 
     def fraction(self, epoch: int) -> float:
         """F at `epoch`: F, 0.8F, 0.6F, 0.4F over the four quarters of the run."""
@@ -124,12 +185,19 @@ class Kakurenbo(DynamicSampler):
 
     def _plan(self, epoch, g):
         hide = torch.zeros(self.n, dtype=torch.bool)
+        total = self._hidden_total if self._planned != epoch else self._hidden_before
         if self.seen.all():
-            k = int(self.fraction(epoch) * self.n)
-            cand = torch.argsort(self.loss, stable=True)[:k]
-            # move back the mispredicted and the unconfident among the lowest-loss candidates
+            cand = torch.argsort(self.loss, stable=True)
             ok = self.correct[cand] & (self.confidence[cand] >= self.tau)
-            hide[cand[ok]] = True
+            if self.keep_ratio is None:
+                k = int(self.fraction(epoch) * self.n)
+                hide[cand[:k][ok[:k]]] = True     # move back the mispredicted and the unconfident
+            else:
+                target = round(sum(self.fraction(e) for e in range(1, epoch + 1)) * self.n) - total
+                eligible = cand[ok][: max(0, target)]
+                hide[eligible] = True
+        self._hidden_before = total
+        self._hidden_total, self._planned = total + int(hide.sum()), epoch
         self.hidden = hide
         self.lr_scale = 1.0 / (1.0 - float(hide.double().mean()))
         return self._shuffle(torch.nonzero(~hide).flatten(), g), None
@@ -138,7 +206,7 @@ class Kakurenbo(DynamicSampler):
 class StaticTopK(DynamicSampler):
     """A fixed subset: the keep_ratio * n samples with the highest precomputed ``scores``."""
 
-    version = 2  # static scores computed by chunked prediction (`train.predict`)
+    version = 3  # EL2N scored by [Raju] §4's protocol (independent models, each on its own schedule)
 
     def __init__(self, n, *, scores, keep_ratio=0.5, scoring_seconds=0.0, num_epochs=None, seed=0, distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)

@@ -9,12 +9,18 @@ pruning: at the epoch start (1 - r) n samples are drawn without replacement with
 proportional to s. Annealing: the first and last E_a = round(0.05 E) epochs use all data (no
 set pruning, the whole meta-batch); at least one epoch each when annealing is on, so short runs
 keep it. Biased by design (weight 1), as in 002.
+
+Step regime: in 002 the standard batch is B and ES backpropagates b = ratio * B of it, so it takes
+as many steps as full-data training (``steps="equal_steps"``, the default here); ``steps=
+"fewer_steps"`` keeps b and draws B = b / ratio, as [Omission] §5 runs its batch-level baselines.
+``keep_ratio`` (the share of samples backpropagated over the whole run, annealing included)
+solves for ratio: keep * E = 2 E_a + (E - 2 E_a) (1 - r) ratio.
 """
 from __future__ import annotations
 
 import torch
 
-from .base import BatchSampler, _check_ratio
+from .base import BatchSampler, _check_ratio, ratio_or_keep
 
 BETA1, BETA2 = 0.2, 0.9        # ES (002 section 3)
 BETA2_ESWP = 0.8               # ESWP
@@ -32,19 +38,36 @@ def weighted_without_replacement(w: torch.Tensor, k: int, g: torch.Generator) ->
 
 
 class EvolvedSampling(BatchSampler):
+    version = 2  # equal-steps regime by default (002); keep_ratio; eval-mode selection forward
     requires_num_epochs = True
+    step_regime = "equal_steps"
     _state_keys = ("s",)
 
-    def __init__(self, n, *, ratio: float = RATIO, beta1: float = BETA1, beta2: float = BETA2,
-                 prune: float = 0.0, anneal: float = ANNEAL, num_epochs=None, seed=0, distributed=None):
+    def __init__(self, n, *, ratio: float | None = None, keep_ratio: float | None = None, beta1: float = BETA1,
+                 beta2: float = BETA2, prune: float = 0.0, anneal: float = ANNEAL, steps=None, num_epochs=None,
+                 seed=0, distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
-        self.ratio = _check_ratio("ratio", ratio)
         for name, v in (("beta1", beta1), ("beta2", beta2), ("anneal", anneal)):
             if not 0.0 <= float(v) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
         if not 0.0 <= float(prune) < 1.0:
             raise ValueError(f"prune must be in [0, 1), got {prune}")
         self.beta1, self.beta2, self.prune, self.anneal = float(beta1), float(beta2), float(prune), float(anneal)
+        self._set_regime(steps)
+        self.keep_ratio = None
+        if keep_ratio is not None:
+            if ratio is not None:
+                raise ValueError("give ratio (b / B) or keep_ratio (share of the run), not both")
+            self.keep_ratio = _check_ratio("keep_ratio", keep_ratio)
+            E, Ea = self.num_epochs, self.anneal_epochs
+            if E - 2 * Ea <= 0:
+                raise ValueError(f"every one of the {E} epochs anneals: keep_ratio cannot be set")
+            ratio = (self.keep_ratio * E - 2 * Ea) / ((E - 2 * Ea) * (1 - self.prune))
+            if not 0 < ratio <= 1:
+                lo, hi = 2 * Ea / E, (2 * Ea + (E - 2 * Ea) * (1 - self.prune)) / E
+                raise ValueError(f"keep_ratio={keep_ratio} is out of reach with {Ea} annealing epochs at each end of "
+                                 f"{E} and prune={self.prune}: it must lie in ({lo:.3f}, {hi:.3f}]")
+        self.ratio = ratio_or_keep(ratio, None, RATIO)
         self.s = torch.full((self.n,), 1.0 / self.n, dtype=torch.float64)
 
     @property

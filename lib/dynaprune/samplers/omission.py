@@ -14,16 +14,25 @@ whole set, |kept| / (B p_i) on a meta-batch of B.
 - `extra_forward_bernoulli`: Theorem 1 probabilities from the extra forward's g~ on B.
 - `historical_replacement`: b draws with replacement, q proportional to sqrt(S), 1/(B q).
 - `historical_ranking`: Selective-Backprop-style keep probability (percentile of the
-  historical loss)^beta, biased (weight 1).
+  historical score S, the same beta1 / beta2 EMA as Omission's)^beta, biased (weight 1).
 Ablations (000 Table 5): ``smoothing=False`` (a = 0), ``ema=False`` (beta1 = 0),
 ``scale_norm=False`` (M = 1).
+
+``bias_correction`` (ours; the paper is silent): S starts at 0 and is read as
+S / (1 - beta1^t_i) after t_i visits, as Adam corrects its moments, with never-visited samples
+at the mean of the visited ones. Without it, S starts at 1 and needs about 1 / (1 - beta1) = 10
+visits per sample to forget that start, so short runs sample close to uniformly. `omission`
+defaults to the correction, by measurement: quick profile (Fashion-MNIST 10k, MLP, 8 epochs),
+8 seeds paired, test accuracy with minus without: +0.24 points (95% bootstrap CI [+0.10, +0.36])
+at keep_ratio 0.3, +0.11 [-0.01, +0.24] at 0.5 (`notebooks/06_ablations` shows the ablation).
+The batch-level variants keep the paper's uncorrected start (not measured).
 """
 from __future__ import annotations
 
 import torch
 
 from ..theory import optimal_bernoulli_probs, smoothed_probs
-from .base import BatchSampler, DynamicSampler, _check_ratio, grad_norm_sq
+from .base import BatchSampler, DynamicSampler, _check_ratio, grad_norm_sq, ratio_or_keep
 
 BETA1 = 0.9      # EMA of the normalised score (000 section 3.2.1, as in Adam)
 BETA2 = 0.99     # EMA of the mean g~^2 for scale normalisation
@@ -35,10 +44,12 @@ SB_BETA = 1.0    # historical_ranking exponent (Selective Backprop)
 class _OmissionScore:
     """S_i and M of 000 section 3.2.1, updated from each training step's logits."""
 
-    def __init__(self, n, beta1, beta2, ema=True, scale_norm=True):
+    def __init__(self, n, beta1, beta2, ema=True, scale_norm=True, bias_correction=False):
         self.beta1 = beta1 if ema else 0.0
-        self.beta2, self.scale_norm = beta2, scale_norm
-        self.S = torch.ones(n, dtype=torch.float64)   # mean-normalised scale: unseen samples score 1
+        self.beta2, self.scale_norm, self.bias_correction = beta2, scale_norm, bool(bias_correction)
+        # mean-normalised scale: unseen samples score 1 (or 0 + bias correction)
+        self.S = torch.zeros(n, dtype=torch.float64) if self.bias_correction else torch.ones(n, dtype=torch.float64)
+        self.visits = torch.zeros(n, dtype=torch.long)
         self.M = None
         self.last_loss = torch.zeros(n, dtype=torch.float64)
 
@@ -50,14 +61,27 @@ class _OmissionScore:
         if self.scale_norm and self.M <= 0:
             sbar = torch.ones_like(g2)
         self.S[idx] = self.beta1 * self.S[idx] + (1 - self.beta1) * sbar
+        self.visits[idx] += 1
         if losses is not None:
             self.last_loss[idx] = losses.double()
 
+    def scores(self, idx=None) -> torch.Tensor:
+        """The scores sampling uses: S, or with bias correction S / (1 - beta1^t) (unvisited: the mean
+        of the visited, 1 before any visit)."""
+        S = self.S if idx is None else self.S[idx]
+        if not self.bias_correction:
+            return S
+        t = self.visits if idx is None else self.visits[idx]
+        seen = self.visits > 0
+        fill = float((self.S[seen] / (1 - self.beta1 ** self.visits[seen].double())).mean()) if seen.any() else 1.0
+        corr = 1 - self.beta1 ** t.double()
+        return torch.where(t > 0, S / corr.clamp_min(1e-300), torch.full_like(S, fill))
+
     def state(self):
-        return {"S": self.S.clone(), "M": self.M, "last_loss": self.last_loss.clone()}
+        return {"S": self.S.clone(), "M": self.M, "last_loss": self.last_loss.clone(), "visits": self.visits.clone()}
 
     def load(self, st):
-        self.S, self.M, self.last_loss = st["S"].clone(), st["M"], st["last_loss"].clone()
+        self.S, self.M, self.last_loss, self.visits = st["S"].clone(), st["M"], st["last_loss"].clone(), st["visits"].clone()
 
 
 class _ScoreState:
@@ -86,23 +110,24 @@ def systematic_sample(p: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 class Omission(_ScoreState, DynamicSampler):
     """000 implementation 2: eq. 5 probabilities over all n at set_epoch, weights rho / p_i."""
 
+    version = 2  # bias-corrected scores by default
     needs_logits = True
 
     def __init__(self, n, *, keep_ratio: float = KEEP, alpha: float = ALPHA, beta1: float = BETA1,
                  beta2: float = BETA2, smoothing: bool = True, ema: bool = True, scale_norm: bool = True,
-                 fixed_size: bool = False, num_epochs=None, seed=0, distributed=None):
+                 bias_correction: bool = True, fixed_size: bool = False, num_epochs=None, seed=0, distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         self.keep_ratio = _check_ratio("keep_ratio", keep_ratio)
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         self.alpha = float(alpha) if smoothing else 0.0
         self.fixed_size = bool(fixed_size)
-        self.tracker = _OmissionScore(self.n, beta1, beta2, ema, scale_norm)
+        self.tracker = _OmissionScore(self.n, beta1, beta2, ema, scale_norm, bias_correction)
         self.probs = None
 
     def _plan(self, epoch, g):
         budget = round(self.keep_ratio * self.n) if self.fixed_size else self.keep_ratio * self.n
-        p = torch.as_tensor(smoothed_probs(self.tracker.S, budget, self.alpha), dtype=torch.float64)
+        p = torch.as_tensor(smoothed_probs(self.tracker.scores(), budget, self.alpha), dtype=torch.float64)
         if self.fixed_size:
             chosen = systematic_sample(p, g)
         else:
@@ -122,13 +147,15 @@ class OmissionBatch(_ScoreState, BatchSampler):
     needs_logits = True
     needs_forward = False
 
-    def __init__(self, n, *, ratio: float = 0.5, alpha: float = ALPHA, beta1: float = BETA1,
-                 beta2: float = BETA2, smoothing: bool = True, ema: bool = True, scale_norm: bool = True,
-                 num_epochs=None, seed=0, distributed=None):
+    def __init__(self, n, *, ratio: float | None = None, keep_ratio: float | None = None, alpha: float = ALPHA,
+                 beta1: float = BETA1, beta2: float = BETA2, smoothing: bool = True, ema: bool = True,
+                 scale_norm: bool = True, bias_correction: bool = False, steps=None, num_epochs=None, seed=0,
+                 distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
-        self.ratio = _check_ratio("ratio", ratio)
+        self.ratio = ratio_or_keep(ratio, keep_ratio, 0.5)
+        self._set_regime(steps)
         self.alpha = float(alpha) if smoothing else 0.0
-        self.tracker = _OmissionScore(self.n, beta1, beta2, ema, scale_norm)
+        self.tracker = _OmissionScore(self.n, beta1, beta2, ema, scale_norm, bias_correction)
 
     def _bernoulli(self, p, B):
         keep = torch.rand(len(p), generator=self.gen, dtype=torch.float64) < p
@@ -140,7 +167,7 @@ class OmissionBatch(_ScoreState, BatchSampler):
     def _select(self, idx, losses, logits, targets):
         B = len(idx)
         b = max(1.0, self.ratio * B)
-        p = torch.as_tensor(smoothed_probs(self.tracker.S[idx], b, self.alpha), dtype=torch.float64)
+        p = torch.as_tensor(smoothed_probs(self.tracker.scores(idx), b, self.alpha), dtype=torch.float64)
         return self._bernoulli(p, B)
 
     def _observe(self, idx, losses, logits, targets):
@@ -151,6 +178,7 @@ class ExtraForwardBernoulli(OmissionBatch):
     """000 section 5: Theorem 1 probabilities from the current g~ of the meta-batch (extra forward)."""
 
     needs_forward = True
+    version = 2  # eval-mode selection forward
 
     def _select(self, idx, losses, logits, targets):
         if logits is None:
@@ -168,31 +196,48 @@ class HistoricalReplacement(OmissionBatch):
     def _select(self, idx, losses, logits, targets):
         B = len(idx)
         b = max(1, int(round(self.ratio * B)))
-        s = self.tracker.S[idx].sqrt() + 1e-12
+        s = self.tracker.scores(idx).sqrt() + 1e-12
         q = s / s.sum()
         pos = torch.multinomial(q, b, replacement=True, generator=self.gen)
         return pos, 1.0 / (B * q[pos])
 
 
 class HistoricalRanking(OmissionBatch):
-    """000 section 5: Selective Backprop's keep probability F(l)^beta, with l the historical loss and
-    F its percentile among all n stored losses as they stood at the start of the epoch (sorting the
-    table once per epoch instead of at every step: O(n log n) per epoch, O(b log n) per step).
+    """000 section 5: Selective Backprop's keep probability F^beta, with F the percentile of the
+    sample's historical score S (the EMA of Omission, beta1 = 0.9, beta2 = 0.99) among all n stored
+    scores as they stood at the start of the epoch (ranked once per epoch, ties in random order, so
+    percentiles are uniform even while every score still holds its starting value). E[F^beta] =
+    1 / (beta + 1): ``keep_ratio`` sets beta = 1 / keep_ratio - 1 and B = b / keep_ratio.
     Biased (weight 1)."""
 
-    version = 2
-    _state_keys = ("_sorted", "_sorted_epoch")
+    version = 3  # ranks the EMA score S (not the last loss); uniform percentiles under ties; keep_ratio
+    _state_keys = ("_rank", "_rank_epoch")
 
-    def __init__(self, n, *, beta: float = SB_BETA, **kw):
-        super().__init__(n, **kw)
-        self.beta = float(beta)
-        self._sorted, self._sorted_epoch = None, -1
+    def __init__(self, n, *, beta: float | None = None, keep_ratio: float | None = None, ratio=None, **kw):
+        if keep_ratio is not None:
+            k = _check_ratio("keep_ratio", keep_ratio)
+            if beta is not None and abs(float(beta) - (1 / k - 1)) > 1e-12:
+                raise ValueError(f"keep_ratio={k} sets beta = {1 / k - 1:g}; do not also give beta={beta}")
+            beta, ratio = 1 / k - 1, k if ratio is None else ratio
+        super().__init__(n, ratio=ratio, **kw)
+        self.beta = SB_BETA if beta is None else float(beta)
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        self._rank, self._rank_epoch = None, -1
+
+    def _percentiles(self, idx):
+        if self._rank_epoch != self.epoch:
+            g = self._epoch_generator(self.epoch)
+            tie = torch.randperm(self.n, generator=g)           # random order among equal scores
+            S = self.tracker.scores()
+            order = tie[torch.argsort(S[tie], stable=True)]
+            rank = torch.empty(self.n, dtype=torch.long)
+            rank[order] = torch.arange(self.n)
+            self._rank, self._rank_epoch = rank, self.epoch
+        return (self._rank[idx].double() + 0.5) / self.n
 
     def _select(self, idx, losses, logits, targets):
-        hist = self.tracker.last_loss
-        if self._sorted_epoch != self.epoch:
-            self._sorted, self._sorted_epoch = torch.sort(hist).values, self.epoch
-        F = torch.searchsorted(self._sorted, hist[idx], right=True).double() / self.n
+        F = self._percentiles(idx)
         keep = torch.rand(len(idx), generator=self.gen, dtype=torch.float64) < F ** self.beta
         if not keep.any():
             keep[torch.argmax(F)] = True

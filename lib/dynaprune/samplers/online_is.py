@@ -10,7 +10,14 @@ n / b steps as in Algorithm 1 line 5 (``equal_steps=False``: m / b, saving backp
 Algorithm 2 (online pruning): every ``prune_every`` epochs, samples with
 q <= sum(q) / (K |pool|) leave the pool for good.
 - `online_is`: Algorithm 1 (``prune_K`` adds Algorithm 2, as in 003's "IS + pruning").
-- `online_prune`: Algorithm 2 alone: uniform without replacement over the pool, weight 1.
+- `online_prune`: Algorithm 2 alone: uniform over the pool, weight 1. As in 003's experiments
+  ("the number of steps per epoch remains consistent with the non-pruned experiments"), an epoch
+  has n samples by default: the pool is passed over in fresh random orders until n are drawn, so
+  samples that stay are seen more than once. ``equal_steps=False`` makes an epoch one pass over the
+  pool instead: it saves the backprops of the pruned samples (1 - |pool| / n of each epoch), and
+  only then does ``keep_ratio`` apply: it replaces the threshold sum(q) / (K |pool|) by the one that
+  leaves a pool of c^j n after the j-th pruning round, c solved so that the run backpropagates
+  keep_ratio of full training.
 Draws happen lazily as the iterator advances, so q is current at every step (a DataLoader
 with workers prefetches a few batches, which then use a slightly older q).
 """
@@ -18,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import DynamicSampler, grad_norm_sq
+from .base import DynamicSampler, _check_ratio, grad_norm_sq
 
 ALPHA = 0.3          # 003 App. C (CIFAR, image regression); {0, 0.1, 0.2, 0.3} by task
 EPS = 1e-4           # q += eps each epoch ("small")
@@ -170,9 +177,54 @@ class OnlineIS(_Importance):
 class OnlinePrune(_Importance):
     """003 Algorithm 2 alone: the pool shrinks every `prune_every` epochs; uniform over the pool."""
 
-    def __init__(self, n, *, prune_K=K, **kw):
+    version = 2  # equal steps per epoch by default (003 §5); keep_ratio with equal_steps=False
+
+    def __init__(self, n, *, prune_K=K, equal_steps: bool = True, keep_ratio: float | None = None, **kw):
         super().__init__(n, prune_K=prune_K, **kw)
+        self.equal_steps = bool(equal_steps)
+        self.keep_ratio, self.pool_factor = None, None
+        if keep_ratio is not None:
+            if self.equal_steps:
+                raise ValueError("with equal steps (the default, as in 003) online pruning backpropagates n samples "
+                                 "every epoch, so keep_ratio cannot apply; pass equal_steps=False to shrink epochs")
+            if self.num_epochs is None:
+                raise ValueError("keep_ratio needs num_epochs (the share is over the whole run)")
+            self.keep_ratio = _check_ratio("keep_ratio", keep_ratio)
+            self.pool_factor = self._solve_pool_factor()
+
+    def _rounds(self, epoch):
+        """Pruning rounds done by the start of `epoch`."""
+        return sum(1 for e in range(1, epoch + 1) if e % self.prune_every == 0)
+
+    def _solve_pool_factor(self) -> float:
+        E = self.num_epochs
+        share = lambda c: sum(c ** self._rounds(e) for e in range(E)) / E
+        lo_share = share(0.0)
+        if self.keep_ratio < lo_share - 1e-12:
+            raise ValueError(f"keep_ratio={self.keep_ratio} is out of reach: the {sum(1 for e in range(E) if self._rounds(e) == 0)}"
+                             f" epochs before the first pruning round (prune_every={self.prune_every}) already use "
+                             f"{lo_share:.3f} of the run")
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if share(mid) < self.keep_ratio else (lo, mid)
+        return (lo + hi) / 2
+
+    def _end_of_epoch(self, epoch):
+        if self.keep_ratio is None or epoch == 0 or self.epoch == epoch or epoch % self.prune_every:
+            return super()._end_of_epoch(epoch)
+        q = self.q + self.eps
+        m = max(1, int(round(self.pool_factor ** self._rounds(epoch) * self.n)))
+        pool = torch.nonzero(self.active).flatten()
+        keep = pool[torch.argsort(q[pool], descending=True, stable=True)[:m]]
+        active = torch.zeros(self.n, dtype=torch.bool)
+        active[keep] = True
+        return q, active
 
     def _plan(self, epoch, g):
         self.q, self.active = self._end_of_epoch(epoch)
-        return self._shuffle(self.pool(), g), None
+        pool = self.pool()
+        if not self.equal_steps:
+            return self._shuffle(pool, g), None
+        reps = -(-self.n // len(pool))
+        return torch.cat([self._shuffle(pool, g) for _ in range(reps)])[: self.n], None

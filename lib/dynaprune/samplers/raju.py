@@ -2,7 +2,9 @@
 
 Algorithm 1: every T_p epochs (a checkpoint) the model scores the whole training set,
 and a subset of k = keep_ratio * n samples is selected for the next T_p epochs.
-- `random` ("random dynamic"): a uniform subset, re-drawn every period (default T_p = 1).
+- `random_dynamic` (001's "random dynamic"): a uniform subset, re-drawn at each checkpoint
+  (default T_p = 10, like 001's other methods; compare them at the same T_p).
+- `random` ([Omission]'s "Random"): the same class re-drawn every epoch (T_p = 1).
 - `uncertainty_ema`: score = per-sample cross-entropy (eq. 1) filtered by the EMA of
   eq. 2, s = alpha * l + (1 - alpha) * s_prev (alpha = 0.8); top k.
 - `epsilon_greedy` (section 3.2.2): (1 - eps) k top by s, eps k uniformly from the rest.
@@ -63,6 +65,14 @@ class RandomDynamic(DynamicSampler):
         if self.rescale:
             w = torch.full((self.n,), 1.0 / self.keep_ratio, dtype=torch.float64)
         return self._shuffle(subset, g), w
+
+
+def random_dynamic(n, *, period: int = PERIOD, **kw):
+    """001's "random dynamic": a uniform subset "at each checkpoint" (every T_p epochs)."""
+    return RandomDynamic(n, period=period, **kw)
+
+
+random_dynamic.version, random_dynamic.requires_num_epochs = 1, False
 
 
 class UncertaintyEMA(DynamicSampler):

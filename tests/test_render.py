@@ -1,0 +1,68 @@
+"""The main job cannot break unnoticed: every notebook of the committed profile renders from the
+committed results cache with computing forbidden (``DYNAPRUNE_CACHE_ONLY=1``), and writes the same
+numbers as the committed ones. A sampler change that was not recomputed and committed, or a
+deleted cache entry, fails here."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dynaprune import cache, profiles
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+RESULTS = ROOT / "data" / "results"
+
+
+def _render(path, tmp_path, monkeypatch, results=None):
+    import papermill as pm
+    figs = tmp_path / "figures"
+    monkeypatch.setenv("DYNAPRUNE_FIGURES", str(figs))
+    monkeypatch.setenv("DYNAPRUNE_CACHE_ONLY", "1")
+    if results is None:
+        monkeypatch.delenv("DYNAPRUNE_RESULTS", raising=False)
+    else:
+        monkeypatch.setenv("DYNAPRUNE_RESULTS", str(results))
+    pm.execute_notebook(str(path), str(tmp_path / path.name), parameters={"profile": profiles.COMMITTED},
+                        cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+    return figs
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_profile_renders_from_the_cache(path, tmp_path, monkeypatch):
+    before = sorted(p.name for p in RESULTS.rglob("*") if p.is_file())
+    figs = _render(path, tmp_path, monkeypatch)
+    assert sorted(p.name for p in RESULTS.rglob("*") if p.is_file()) == before, "rendering wrote to the cache"
+    numbers = figs / f"{path.stem}_numbers.json"
+    committed = ROOT / "figures" / numbers.name
+    assert json.loads(numbers.read_text()) == json.loads(committed.read_text()), \
+        f"{committed.name} differs from what the committed cache renders: re-run `make study` and commit figures/"
+
+
+def test_a_missing_cache_entry_fails_the_render(tmp_path, monkeypatch):
+    """Delete one committed run of notebook 02 from a copy of the cache: rendering must stop with a
+    CacheMiss naming it, never train it quietly."""
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results)
+    toy = [j for j in results.glob("*.json") if cache.is_run_entry(m := json.loads(j.read_text()))
+           and m["config"]["dataset"] == "toy2d"]
+    assert toy, "the committed cache holds no toy2d run (notebook 02)"
+    victim = toy[0].stem
+    toy[0].unlink(); (results / f"{victim}.npz").unlink()
+    import papermill as pm
+    nb = next(p for p in NOTEBOOKS if p.stem.startswith("02"))
+    with pytest.raises(pm.PapermillExecutionError, match="CacheMiss") as err:
+        _render(nb, tmp_path, monkeypatch, results)
+    assert victim in str(err.value)
+    assert not (results / f"{victim}.json").exists(), "a forbidden run was trained and written"
+
+
+def test_readers_skip_files_that_are_not_runs(tmp_path):
+    """A benchmark's JSON (or anything else) in the results folder is not read as a run."""
+    shutil.copy(next(RESULTS.glob("*.json")), tmp_path)
+    shutil.copy(next(RESULTS.glob("*.npz")), tmp_path)
+    (tmp_path / "bench.json").write_text(json.dumps({"samplers": [], "threads": 2}))
+    (tmp_path / "notes.json").write_text("[1, 2, 3]")
+    df = cache.load_results(root=tmp_path)
+    assert df["key"].nunique() == 1
