@@ -205,3 +205,14 @@ def test_keep_ratio_refusals_are_clear():
         make_sampler("es", 100, keep_ratio=0.05, num_epochs=10)
     with pytest.raises(ValueError, match=r"keep_ratio must be in \(0, 1\]"):
         make_sampler("ordered_sgd", 100, keep_ratio=1.5)
+
+
+def test_reducing_epoch_trains_exactly_its_share(tmp_path):
+    """[Omission] §5: "Reducing Epoch: Reduces the number of epochs without any pruning" -- compared at
+    equal budgets, x0.3 of 8 epochs must train 2.4 epochs of data (old: round(2.4) = 2, a share of
+    0.25), its last epoch cut at 40% of its steps, the LR schedule ending with the data."""
+    c = RunConfig(**TOY, epochs=8, epochs_scale=0.3)
+    r = run(c, use_cache=False)
+    assert sum(x["backpropagated"] for x in r.records) == round(0.3 * 8 * 1000)
+    assert [x["steps"] for x in r.records] == [20, 20, 8]
+    assert r.records[-1]["lr"] < 0.01 * c.lr

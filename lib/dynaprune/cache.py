@@ -24,6 +24,7 @@ import numpy as np
 
 # Bump when a change to the engine or a sampler changes what a config produces.
 CODE_VERSION = "2"
+REDUCE_EPOCHS_VERSION = 2   # the engine path of epochs_scale < 1
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "data" / "results"
 
 
@@ -84,8 +85,10 @@ def key(config) -> str:
     of the config."""
     from .samplers import SAMPLERS
     sampler_version = getattr(SAMPLERS.get(config.sampler), "version", 1)
-    blob = json.dumps({"config": config.to_dict(), "code": CODE_VERSION, "sampler": sampler_version},
-                      sort_keys=True, default=str)
+    parts = {"config": config.to_dict(), "code": CODE_VERSION, "sampler": sampler_version}
+    if config.epochs_scale < 1:   # Reducing Epoch trains epochs * scale exactly (a partial last epoch)
+        parts["reduce_epochs"] = REDUCE_EPOCHS_VERSION
+    blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

@@ -103,19 +103,90 @@ def with_labels(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(label=[label_of(r) for r in df.to_dict("records")])
 
 
-def key_numbers(name: str, **numbers) -> dict:
-    """Record a notebook's headline numbers next to its figures (figures/<name>_numbers.json);
-    refuses non-finite values, so a test of the notebook fails when a result is NaN."""
+def per_run(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: label, seed, final test accuracy, backprops, and the backprop share relative
+    to the full-data runs of the same table (1.0 = as many backprops as full data)."""
+    d = df.sort_values("epoch")
+    runs = d.groupby("key").agg(label=("label", "last"), seed=("seed", "last"), acc=("test_acc", "last"),
+                                backprops=("backpropagated", "sum"))
+    full = runs.loc[runs["label"] == "full", "backprops"]
+    runs["share"] = runs["backprops"] / (full.mean() if len(full) else runs["backprops"].max())
+    return runs.reset_index()
+
+
+def compare(runs: pd.DataFrame, claim: str, a: str, b: str, condition: str = "", value: str = "acc") -> dict:
+    """`claims.test` on runs labelled ``a`` and ``b``, paired by seed (seeds present in both)."""
+    from . import claims
+    pa = runs[runs["label"] == a].set_index("seed")
+    pb = runs[runs["label"] == b].set_index("seed")
+    seeds = sorted(set(pa.index) & set(pb.index))
+    if not seeds:
+        raise ValueError(f"no common seeds for {a!r} and {b!r}; labels: {sorted(runs['label'].unique())}")
+    return claims.test(claim, pa.loc[seeds, value].values, pb.loc[seeds, value].values, seeds=seeds,
+                       budgets=(pa.loc[seeds, "share"].mean(), pb.loc[seeds, "share"].mean()),
+                       condition=condition)
+
+
+def verdict_frame(rows) -> pd.DataFrame:
+    """Verdict rows as a table to show in a notebook."""
+    cols = ["claim", "condition", "a", "b", "share_a", "share_b", "a_mean", "b_mean", "mean_diff", "ci_low",
+            "ci_high", "n_pairs", "verdict"]
+    return pd.DataFrame(list(rows))[cols]
+
+
+def _clean(v, path="numbers"):
+    """Round floats to 10 significant digits (a warm re-render must rewrite the file byte for byte:
+    the last bits of a float sum vary with thread scheduling); refuse NaN and inf, so a test of the
+    notebook fails when a result is missing. Dicts keep their labels; arrays become lists."""
+    if isinstance(v, dict):
+        return {str(k): _clean(x, f"{path}.{k}") for k, x in v.items()}
+    if v is None or isinstance(v, (str, bool)):
+        return v
+    arr = np.asarray(v)
+    if arr.dtype.kind in "OU":
+        return [_clean(x, f"{path}[{i}]") for i, x in enumerate(v)]
+    if arr.dtype.kind in "iub":              # counts, seeds and flags stay integers / booleans
+        return arr.tolist()
+    arr = arr.astype(float)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"non-finite key number at {path}: {v}")
+    return np.vectorize(lambda x: float(f"{x:.10g}"), otypes=[float])(arr).tolist()
+
+
+def key_numbers(name: str, *, profile: str, device: str, seeds=None, verdicts=(), **numbers) -> dict:
+    """Record a notebook's headline numbers next to its figures (figures/<name>_numbers.json),
+    labelled: each value keyed by claim / method / condition, with the profile, device and seeds
+    that made them, and the verdict rows of the claims the notebook tests (`claims.test`)."""
     import json
-    bad = {k: v for k, v in numbers.items() if not np.all(np.isfinite(np.asarray(v, dtype=float)))}
-    if bad:
-        raise ValueError(f"non-finite key numbers in {name}: {bad}")
-    # 10 significant digits: the last bits of a float sum vary with thread scheduling, and a warm
-    # re-render must rewrite these files byte for byte
-    clean = {k: np.vectorize(lambda x: float(f"{x:.10g}"), otypes=[float])(np.asarray(v, dtype=float)).tolist()
-             for k, v in numbers.items()}
-    (figures_dir() / f"{name}_numbers.json").write_text(json.dumps(clean, indent=1, sort_keys=True))
-    return clean
+    out = dict(notebook=name, profile=profile, device=device,
+               seeds=None if seeds is None else [int(s) for s in seeds],
+               verdicts=[_clean(v, f"verdicts[{i}]") for i, v in enumerate(verdicts)],
+               numbers=_clean(numbers))
+    (figures_dir() / f"{name}_numbers.json").write_text(json.dumps(out, indent=1, sort_keys=True))
+    return out
+
+
+def verdict_table(root=None) -> str:
+    """The README's verdict table (markdown), built from the committed numbers files."""
+    import json
+    d = Path(root) if root is not None else figures_dir()
+    rows = []
+    for f in sorted(d.glob("*_numbers.json")):
+        meta = json.loads(f.read_text())
+        for v in meta.get("verdicts", []):
+            rows.append((meta, v))
+    out = ["| notebook | claim ([paper] where) | A vs B | backprop share A / B | A - B, 95% CI | seeds | verdict |",
+           "|---|---|---|---|---|---|---|"]
+    for meta, v in rows:
+        ci = f"[{v['ci_low']:+.4f}, {v['ci_high']:+.4f}]" if v["ci_low"] is not None and np.isfinite(v["ci_low"]) else "–"
+        share = "–" if v.get("share_a") is None else f"{v['share_a']:.2f} / {v['share_b']:.2f}"
+        cond = f" ({v['condition']})" if v.get("condition") else ""
+        out.append(f"| {meta['notebook'][:2]} | {v['statement']} ([{v['paper']}] {v['where']}){cond} | {v['a']} vs {v['b']} "
+                   f"| {share} | {v['mean_diff']:+.4f} {ci} | {int(v['n_pairs'])} | {v['verdict']} |")
+    profiles = sorted({f"{m['profile']} on {m['device']}" for m, _ in rows})
+    out.append("")
+    out.append(f"Profile and device: {', '.join(profiles) or 'none'}. Generated by `python -m dynaprune.report verdicts`.")
+    return "\n".join(out)
 
 
 def device_of(df: pd.DataFrame) -> str:
@@ -123,3 +194,12 @@ def device_of(df: pd.DataFrame) -> str:
     if df.empty or "device_used" not in df:
         return "none"
     return "+".join(sorted(set(map(str, df["device_used"]))))
+
+
+if __name__ == "__main__":   # python -m dynaprune.report verdicts
+    import argparse
+    ap = argparse.ArgumentParser(description="tables built from the committed numbers files")
+    ap.add_argument("command", choices=["verdicts"])
+    ap.add_argument("--figures", default=None, help="folder of *_numbers.json (default: figures/)")
+    a = ap.parse_args()
+    print(verdict_table(a.figures))

@@ -83,7 +83,14 @@ class RunConfig:
 
     @property
     def train_epochs(self) -> int:
-        return max(1, int(round(self.epochs * self.epochs_scale)))
+        """Epochs the loop enters: ceil(epochs * epochs_scale); the last one may be partial."""
+        return max(1, math.ceil(self.epochs * self.epochs_scale - 1e-9))
+
+    @property
+    def run_length(self) -> float:
+        """Epochs of data the run trains on: epochs * epochs_scale exactly (Reducing Epoch x0.3 of 8
+        epochs trains 2.4 epochs, its last epoch cut at 40% of its steps, not round(2.4) = 2)."""
+        return self.epochs * self.epochs_scale
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -162,7 +169,7 @@ class RunResult:
 def lr_at(c: RunConfig, progress: float) -> float:
     """Learning rate at `progress` epochs into a run of c.train_epochs (fractional)."""
     base = c.lr / c.epochs_scale if c.scale_lr else c.lr
-    E = c.train_epochs
+    E = c.run_length
     if c.schedule == "constant":
         return base
     if c.schedule == "multistep":
@@ -235,8 +242,9 @@ def evaluate(model, x, y, c, device, chunk=4096):
 
 # ----------------------------------------------------------------------------- the loop
 
-def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel):
-    """One epoch for any sampler level. Fills `rec` (times, counts, losses)."""
+def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fraction=1.0):
+    """One epoch for any sampler level (``fraction`` < 1: only that share of its steps, the partial
+    last epoch of Reducing Epoch). Fills `rec` (times, counts, losses)."""
     x, y, b = data["x"], data["y"], c.batch_size
     t = time.perf_counter
     req = sampler.scoring_request(epoch)                      # scoring pass (001, KAKURENBO)
@@ -255,7 +263,8 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel):
     steps = (len(sampler) // B if c.drop_last else math.ceil(len(sampler) / B)) or 1
     _sync(device); rec["t_select"] += t() - t0
     it, k = iter(sampler), 0
-    while idx := list(islice(it, B)):                          # lazy: online_is draws with the current q
+    stop = steps if fraction >= 1 else max(1, round(fraction * steps))
+    while k < stop and (idx := list(islice(it, B))):           # lazy: online_is draws with the current q
         if c.drop_last and len(idx) < B and k > 0:             # a tiny last batch carrying large weights
             break
         t0 = t()
@@ -337,7 +346,8 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
                    backpropagated=0, steps=0, train_loss=0.0, train_loss_weighted=0.0)
         sel = torch.zeros(n, dtype=torch.bool) if c.record_selection else None
         t0 = time.perf_counter()
-        _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel)
+        _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel,
+                     fraction=min(1.0, c.run_length - epoch))
         rec["t_train"] = time.perf_counter() - t0
         train_time += rec["t_train"]
         rec["train_loss"] /= max(rec["backpropagated"], 1)

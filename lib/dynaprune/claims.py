@@ -1,0 +1,76 @@
+"""Every paper claim the workbook tests, as data: which paper, where, what it says, the paper's own
+number where it gives one, and the comparison that tests it (runs A and B, the metric, the
+direction). Notebooks compute the paired values and call `test`; the verdict comes from
+`dynaprune.stats.verdict`, and `record` stores it, labelled, in the notebook's numbers file, from
+which `python -m dynaprune.report verdicts` builds the README's table.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .stats import verdict
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    paper: str            # bibliography key, e.g. "Omission"
+    where: str            # figure / table / section
+    statement: str        # what the paper says, in a sentence
+    notebook: str         # the notebook that tests it
+    a: str                # run(s) A
+    b: str                # run(s) B
+    metric: str = "final test accuracy"
+    direction: str = "greater"   # A > B ("greater"), A < B ("less"), A = B within margin ("equivalent")
+    margin: float = 0.0
+    paper_number: str = ""        # the paper's own number, where it gives one
+    budgets: str = "equal"        # "equal" (compared runs within 0.02 of each other) or "unequal" (the claim is about budgets)
+
+
+CLAIMS = {c.key: c for c in [
+    Claim("omission_vs_random", "Omission", "Tables 1-2", "Omission beats random pruning at the same keep ratio",
+          "05_method_comparison", "omission", "random (per epoch)"),
+    Claim("omission_vs_reduce_epochs", "Omission", "§5", "Omission beats training fewer epochs (Reducing Epoch) at the same budget",
+          "05_method_comparison", "omission", "reduce_epochs"),
+    Claim("ucb_vs_random_dynamic", "Raju", "Fig. 2a", "UCB matches or beats random dynamic pruning at the same pruning rate and T_p",
+          "05_method_comparison", "ucb", "random_dynamic", direction="greater"),
+    Claim("infobatch_lossless", "InfoBatch", "abstract", "InfoBatch is lossless: its accuracy equals full-data training "
+          "(within 0.5 points here) while it saves backprops", "05_method_comparison", "infobatch (r=0.5)", "full",
+          direction="equivalent", margin=0.005, paper_number="lossless on CIFAR-10/100, ImageNet", budgets="unequal"),
+    Claim("online_is_vs_uniform", "OnlineIS", "Table 1", "importance sampling with output-gradient norms beats uniform "
+          "sampling at equal steps", "05_method_comparison", "online_is", "full", budgets="equal"),
+    Claim("omission_ablation", "Omission", "Table 5", "each component of Omission helps: removing it lowers accuracy",
+          "06_ablations", "Omission", "Omission minus one component"),
+    Claim("es_ablation", "ES", "Table 5", "annealing plus decoupled EMA (ES) beats the plain loss at the same budget",
+          "06_ablations", "Loss + A + DE (ES)", "Loss"),
+    Claim("raju_eps_insensitive", "Raju", "§4", "accuracy is insensitive to epsilon-greedy's epsilon "
+          "(here 0.05 vs 0.3, within 0.5 points)", "06_ablations", "eps=0.05", "eps=0.3", direction="equivalent",
+          margin=0.005),
+    Claim("raju_c_insensitive", "Raju", "§4", "accuracy is insensitive to UCB's c (here 0 vs 4, within 0.5 points)",
+          "06_ablations", "c=0.0", "c=4.0", direction="equivalent", margin=0.005),
+    Claim("es_label_noise", "ES", "Table 4", "ES beats full-data training under 40% label noise",
+          "07_label_noise", "es", "full", budgets="unequal"),
+    Claim("online_prune_vs_random", "OnlineIS", "Fig. 3", "pruning by importance beats pruning at random at the same rate",
+          "08_online_pruning", "online_prune", "random, same rate"),
+    Claim("always_plus_random", "Raju", "Table 1", "the always set plus random sometimes samples beats a static subset "
+          "of the same size", "04_selection_distribution", "always + random", "static top-k"),
+]}
+
+
+def test(key: str, a, b, *, seeds=None, budgets=None, condition: str = "") -> dict:
+    """The verdict on claim ``key`` from paired values ``a``, ``b`` (same seeds, same order).
+    ``budgets``: measured backprop share of A and B (mean over seeds), recorded next to the verdict;
+    for an equal-budget claim, runs more than 0.02 apart are refused."""
+    if key not in CLAIMS:
+        raise ValueError(f"unknown claim {key!r}; known: {', '.join(CLAIMS)}")
+    c = CLAIMS[key]
+    if budgets is not None and c.budgets == "equal" and abs(budgets[0] - budgets[1]) > 0.02:
+        raise ValueError(f"claim {key}: compared runs must have equal budgets (within 0.02), got measured "
+                         f"shares {budgets[0]:.3f} and {budgets[1]:.3f}")
+    v = verdict(a, b, c.direction, c.margin).as_dict()
+    v.update({k: (None if v[k] != v[k] else v[k]) for k in ("ci_low", "ci_high")})   # no interval: None, not NaN
+    return dict({k: x for k, x in asdict(c).items() if k != "key"}, claim=key, **v, condition=condition,
+                seeds=None if seeds is None else [int(s) for s in seeds],
+                share_a=None if budgets is None else float(budgets[0]),
+                share_b=None if budgets is None else float(budgets[1]),
+                a_mean=float(sum(a) / len(a)), b_mean=float(sum(b) / len(b)))
