@@ -5,7 +5,7 @@ import pytest
 from dynaprune.mixture import binned_probs, compare_components, fit_selection_mixture
 
 K = 20
-FAST = dict(num_warmup=300, num_samples=300, num_chains=2)
+FAST = dict(num_warmup=300, num_samples=300, num_chains=3)
 
 
 def draw(n, w, mu, sd, seed=0):
@@ -34,7 +34,7 @@ def test_binning_is_exact():
 def test_recovers_known_mixture(case, w, mu, sd, tol_mu, tol_share):
     c = draw(20000, w, mu, sd)
     # overlapping components mix more slowly: longer chains there
-    kw = FAST if case == "separated" else dict(num_warmup=800, num_samples=800, num_chains=2)
+    kw = FAST if case == "separated" else dict(num_warmup=800, num_samples=800, num_chains=3)
     f = fit_selection_mixture(c, K, seed=1, **kw)
     np.testing.assert_allclose(f.summary["mu"]["mean"], mu, atol=tol_mu)
     shares = f.shares()
@@ -77,12 +77,43 @@ def test_bad_input(counts, match):
         fit_selection_mixture(counts, K, **FAST)
 
 
-@pytest.mark.xfail(strict=False, reason="the SA (Metropolis-type) kernel, one chain, does not converge on this "
-                   "mixture with jax 0.10.2 / numpyro 0.22.0: split r-hat 1.6-2.1, means off by 1.6; the mixture "
-                   "rework (ML start, 3 dispersed chains, ArviZ diagnostics) is the statistics issue's")
 def test_metropolis_kernel_option():
+    """The Metropolis-type kernel (NumPyro's SA) mixes poorly on this posterior: measured with jax 0.10.2 /
+    numpyro 0.22.0, its chains leave the (correct) ML start and wander (split r-hat 2.4-2.7). What must
+    hold: the ML start is right, and a fit is never called converged with wrong means."""
     c = draw(5000, [0.3, 0.4, 0.3], [2, 10, 18], [1.5, 2.5, 1.5])
-    f = fit_selection_mixture(c, K, kernel="mh", num_warmup=3000, num_samples=2000, num_chains=1, seed=0)
-    np.testing.assert_allclose(np.sort(f.summary["mu"]["mean"]), [2, 10, 18], atol=1.0)
+    f = fit_selection_mixture(c, K, kernel="mh", num_warmup=3000, num_samples=2000, num_chains=3, seed=0)
+    np.testing.assert_allclose(f.ml["mu"], [2, 10, 18], atol=0.5)
+    right = np.allclose(np.sort(f.summary["mu"]["mean"]), [2, 10, 18], atol=0.5)
+    assert right or not f.converged()
     with pytest.raises(ValueError, match="known: nuts, mh"):
         fit_selection_mixture(c, K, kernel="gibbs")
+
+
+@pytest.mark.parametrize("n", [20_000, 1_200_000])
+def test_unequal_weights_recovered_and_converged(n):
+    """Well-separated groups with weights 0.6 / 0.3 / 0.1 (the fit that used to converge to a wrong
+    mode: a near-flat component absorbing two groups): means within 0.5, weights within 0.02, every
+    split r-hat < 1.01 over 3 dispersed chains, no divergences; WAIC and LOO from ArviZ agree."""
+    c = draw(n, [0.6, 0.3, 0.1], [2, 10, 18], [1.5, 2.5, 1.5], seed=3)
+    f = fit_selection_mixture(c, K, seed=0, num_warmup=500, num_samples=500, num_chains=3)
+    np.testing.assert_allclose(f.summary["mu"]["mean"], [2, 10, 18], atol=0.5)
+    np.testing.assert_allclose(f.summary["w"]["mean"], [0.6, 0.3, 0.1], atol=0.02)
+    assert f.converged() and f.divergences == 0
+    assert abs(f.waic - f.loo) / f.waic < 1e-3
+
+
+def test_a_stuck_chain_is_not_called_converged():
+    """One chain cannot show convergence (no between-chain r-hat): the fit says so."""
+    c = draw(5000, [0.3, 0.4, 0.3], [2, 10, 18], [1.5, 2.5, 1.5])
+    f = fit_selection_mixture(c, K, num_warmup=100, num_samples=100, num_chains=1)
+    assert not f.converged()
+
+
+def test_fit_round_trips_through_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path))
+    c = draw(3000, [0.5, 0.5], [3, 15], [1.5, 1.5])
+    a = fit_selection_mixture(c, K, n_components=2, memo=True, **FAST)
+    b = fit_selection_mixture(c, K, n_components=2, memo=True, **FAST)   # from the cache
+    np.testing.assert_array_equal(a.summary["mu"]["mean"], b.summary["mu"]["mean"])
+    assert a.chains["mu"].shape == b.chains["mu"].shape == (3, 300, 2) and b.waic == a.waic

@@ -60,13 +60,14 @@ def _log_use(name: str):
             f.write(name + "\n")
 
 
-def prune(log, root=None, dry_run: bool = False) -> list:
-    """Delete the entries (runs and analyses) that a logged render did not read: after a sampler's
-    version changes, its old runs are dead weight in the repository. Returns the removed names."""
+def prune(log, root=None, dry_run: bool = False, runs: bool = True) -> list:
+    """Delete the entries that a logged render did not read: after a sampler's version changes, its
+    old runs are dead weight in the repository. ``runs=False`` prunes analyses only (while a study of
+    another profile is adding runs that the log cannot know). Returns the removed names."""
     used = set(Path(log).read_text().split())
     d = _root(root)
     gone = []
-    for j in list(d.glob("*.json")) + list((d / "analysis").glob("*.json")):
+    for j in (list(d.glob("*.json")) if runs else []) + list((d / "analysis").glob("*.json")):
         if j.stem not in used:
             gone.append(j.stem)
             if not dry_run:
@@ -210,6 +211,7 @@ if __name__ == "__main__":   # python -m dynaprune.cache prune LOG [--dry-run]
     ap.add_argument("command", choices=["prune"])
     ap.add_argument("log", help="a file written by a render with DYNAPRUNE_CACHE_LOG set")
     ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--analyses-only", action="store_true", help="keep every run entry")
     a = ap.parse_args()
-    removed = prune(a.log, dry_run=a.dry_run)
+    removed = prune(a.log, dry_run=a.dry_run, runs=not a.analyses_only)
     print(f"{'would remove' if a.dry_run else 'removed'} {len(removed)} entries")

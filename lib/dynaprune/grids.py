@@ -56,19 +56,25 @@ def unreachable(name, opts, n_epochs) -> str | None:
 
 def comparison_configs(base, ratios, seeds, methods=None, profile=None):
     """All (method, keep_ratio, seed) configs within reach, plus Reducing Epoch (and scaled) at each
-    ratio ([Omission] §5). ``profile``: the profile dict (EL2N's scoring protocol)."""
+    ratio ([Omission] §5). ``profile``: the profile dict (EL2N's scoring protocol; with a
+    ``headline`` list, the other methods run on its ``secondary_seeds`` only)."""
     E, P = base.epochs, (profile or {})
+    headline, secondary = P.get("headline"), P.get("secondary_seeds", seeds)
+
+    def seeds_of(name):
+        return seeds if headline is None or name in headline else [s for s in seeds if s in secondary] or secondary
+
     out = []
-    for seed in seeds:
+    for seed in sorted(set(seeds) | set(secondary if headline else [])):
         for name, opts in FIXED_METHODS.items():
-            if not methods or name in methods:
+            if (not methods or name in methods) and seed in seeds_of(name):
                 out.append(base.replace(sampler=name, sampler_options=opts, seed=seed))
         for r in ratios:
             for name, f in RATIO_METHODS.items():
-                if (methods and name not in methods) or unreachable(name, f(r, E, P), E):
+                if (methods and name not in methods) or seed not in seeds_of(name) or unreachable(name, f(r, E, P), E):
                     continue
                 out.append(base.replace(sampler=name, sampler_options=f(r, E, P), seed=seed))
-            if not methods or "reduce_epochs" in methods:
+            if (not methods or "reduce_epochs" in methods) and seed in seeds_of("reduce_epochs"):
                 out.append(base.replace(sampler="full", epochs_scale=r, seed=seed))
                 out.append(base.replace(sampler="full", epochs_scale=r, scale_lr=True, seed=seed))
     return out

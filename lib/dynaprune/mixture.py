@@ -147,23 +147,43 @@ class MixtureFit:
         out = dict(max_count=np.array(self.max_count), n_components=np.array(self.n_components),
                    values=self.values, freqs=self.freqs, divergences=np.array(self.divergences),
                    waic=np.array(self.waic))
-        out.update({f"samples|{k}": v for k, v in self.samples.items()})
+        chains = getattr(self, "chains", None)
+        out.update({f"chains|{k}": v for k, v in chains.items()} if chains is not None else
+                   {f"samples|{k}": v for k, v in self.samples.items()})
+        out["loo"] = np.array(getattr(self, "loo", np.nan))
+        out["pareto_k_max"] = np.array(getattr(self, "pareto_k_max", np.nan))
         out.update({f"summary|{p}|{stat}": v for p, d in self.summary.items() for stat, v in d.items()})
         return out
 
     @classmethod
     def from_arrays(cls, a: dict) -> "MixtureFit":
-        samples = {k.split("|", 1)[1]: v for k, v in a.items() if k.startswith("samples|")}
+        chains = {k.split("|", 1)[1]: v for k, v in a.items() if k.startswith("chains|")}
+        samples = {k: v.reshape(-1, *v.shape[2:]) for k, v in chains.items()} or \
+            {k.split("|", 1)[1]: v for k, v in a.items() if k.startswith("samples|")}
         summary = {}
         for k, v in a.items():
             if k.startswith("summary|"):
                 _, p, stat = k.split("|", 2)
                 summary.setdefault(p, {})[stat] = v
         K = int(a["max_count"])
-        return cls(K, int(a["n_components"]), a["values"], a["freqs"], samples, summary, int(a["divergences"]),
-                   float(a["waic"]), group_labels(summary["mu"]["mean"], K))
+        fit = cls(K, int(a["n_components"]), a["values"], a["freqs"], samples, summary, int(a["divergences"]),
+                  float(a["waic"]), group_labels(summary["mu"]["mean"], K))
+        fit.chains = chains or None
+        fit.loo, fit.pareto_k_max = float(a.get("loo", np.nan)), float(a.get("pareto_k_max", np.nan))
+        return fit
 
-    def converged(self, r_hat_max=1.05) -> bool:
+    def inference_data(self):
+        """The posterior as ArviZ InferenceData (chains kept apart), e.g. for ``az.plot_trace``."""
+        if getattr(self, "chains", None) is None:
+            raise ValueError("this fit has no per-chain draws")
+        return _arviz().from_dict(posterior=self.chains)
+
+    def max_r_hat(self) -> float:
+        return float(np.nanmax([np.max(v["r_hat"]) for v in self.summary.values()]))
+
+    def converged(self, r_hat_max=1.01) -> bool:
+        """No divergences and split r-hat < 1.01 for every parameter (ArviZ's recommendation; a
+        single chain cannot show convergence: False)."""
         return self.divergences == 0 and all(np.all(np.asarray(v["r_hat"]) < r_hat_max) for v in self.summary.values())
 
 
@@ -179,69 +199,149 @@ def group_labels(means, max_count: int) -> list:
             for m in np.asarray(means)]
 
 
+def _nll(theta, values, freqs, K, C):
+    """Negative binned log-likelihood in unconstrained coordinates: w = softmax(a), mu_1 = m_1,
+    mu_j = mu_{j-1} + exp(m_j) (ordered), sigma = exp(s)."""
+    a, m, ls = theta[:C], theta[C:2 * C], theta[2 * C:]
+    w = np.exp(a - a.max()); w /= w.sum()
+    mu = np.cumsum(np.concatenate([m[:1], np.exp(m[1:])]))
+    P = binned_probs(mu, np.exp(ls), K)[:, values]
+    return -float(np.sum(freqs * np.log(np.clip((w[:, None] * P).sum(0), 1e-300, None))))
+
+
+def ml_fit(values, freqs, max_count: int, n_components: int, restarts: int = 12, seed: int = 0) -> dict:
+    """Maximum-likelihood mixture (scipy L-BFGS-B) from ``restarts`` starting points: component means
+    at random quantiles of the counts, random scales and weights; the best optimum is returned as
+    dict(w, mu, sigma, loglik). It starts the chains of `fit_selection_mixture`."""
+    from scipy.optimize import minimize
+    rng = np.random.default_rng(seed)
+    values, freqs = np.asarray(values), np.asarray(freqs, dtype=float)
+    C, K = n_components, max_count
+    cdf = np.cumsum(freqs) / freqs.sum()
+    quantile = lambda q: values[np.minimum(np.searchsorted(cdf, q), len(values) - 1)].astype(float)
+    best = None
+    for r in range(restarts):
+        q = np.sort(rng.uniform(0.02, 0.98, C)) if r else (np.arange(C) + 0.5) / C
+        mu0 = np.sort(quantile(q)) + np.arange(C) * 1e-2
+        m0 = np.concatenate([mu0[:1], np.log(np.clip(np.diff(mu0), 1e-2, None))])
+        s0 = np.log(rng.uniform(0.5, max(K / (2 * C), 0.6), C))
+        th0 = np.concatenate([rng.normal(0, 0.3, C), m0, s0])
+        res = minimize(_nll, th0, args=(values, freqs, K, C), method="L-BFGS-B",
+                       bounds=[(-10, 10)] * C + [(-K, 2 * K)] + [(-8, np.log(K + 1))] * (C - 1)
+                       + [(np.log(0.05), np.log(4 * K))] * C)
+        if best is None or res.fun < best.fun:
+            best = res
+    th = best.x
+    w = np.exp(th[:C] - th[:C].max()); w /= w.sum()
+    mu = np.cumsum(np.concatenate([th[C:C + 1], np.exp(th[C + 1:2 * C])]))
+    return dict(w=w, mu=mu, sigma=np.exp(th[2 * C:]), loglik=-float(best.fun))
+
+
+def _arviz():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)   # ArviZ 0.2x announces its 1.0 refactor on import
+        import arviz as az
+    return az
+
+
 def fit_selection_mixture(counts, max_count: int, n_components: int = 3, num_warmup: int = 500,
                           num_samples: int = 1000, num_chains: int = 3, seed: int = 0,
-                          kernel: str = "nuts", progress: bool = False, memo: bool = False) -> MixtureFit:
+                          kernel: str = "nuts", progress: bool = False, memo: bool = False,
+                          restarts: int = 12) -> MixtureFit:
     """Bayesian mixture of ``n_components`` truncated normals over integer selection counts
     (001 section 4.3, Figs. 3, 7, 8b, 9b; NumPyro in place of the paper's Turing MH).
-    ``memo=True`` stores the fit in the results cache's analyses (`cache.memo`), keyed by the
-    count histogram and every setting, so a notebook re-rendered from the cache refits nothing."""
+
+    Chains start from a maximum-likelihood fit (`ml_fit`, ``restarts`` starting points), each
+    dispersed around it (means +- K/10, scales x e^{+-0.3}, weights from a Dirichlet around the ML
+    weights), so a chain stuck in a wrong mode shows up as r-hat > 1; diagnostics (split r-hat, bulk
+    ESS) and WAIC / PSIS-LOO come from ArviZ on the NumPyro posterior. Report a fit's groups only
+    when `converged()`. ``memo=True`` stores the fit in the results cache's analyses (`cache.memo`),
+    keyed by the count histogram and every setting, so a notebook re-rendered from the cache refits
+    nothing."""
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; known: {', '.join(KERNELS)}")
+    if int(num_chains) < 1:
+        raise ValueError(f"num_chains must be >= 1, got {num_chains}")
     c = validate_counts(counts, max_count, n_components)
     if memo:
         from . import cache
         values, freqs = np.unique(c, return_counts=True)
         params = dict(values=values.tolist(), freqs=freqs.tolist(), max_count=int(max_count),
                       n_components=n_components, num_warmup=num_warmup, num_samples=num_samples,
-                      num_chains=num_chains, seed=seed, kernel=kernel)
+                      num_chains=num_chains, seed=seed, kernel=kernel, restarts=restarts, start="ml+dispersed")
         return MixtureFit.from_arrays(cache.memo(
             "mixture_fit", params, lambda: fit_selection_mixture(c, max_count, n_components, num_warmup, num_samples,
-                                                                 num_chains, seed, kernel).to_arrays()))
+                                                                 num_chains, seed, kernel, restarts=restarts).to_arrays()))
     _ensure_host_devices(num_chains)
     import jax
     import jax.numpy as jnp
-    import numpyro
-    from numpyro.diagnostics import summary as np_summary
-    from numpyro.infer import MCMC, NUTS, SA, init_to_value
+    from numpyro.infer import MCMC, NUTS, SA
+    from numpyro.infer.util import unconstrain_fn
 
     values, freqs = np.unique(c, return_counts=True)
-    C = n_components
-    q = np.quantile(c, (np.arange(C) + 0.5) / C)
-    mu0 = np.sort(q + np.linspace(-0.3, 0.3, C)) + np.arange(C) * 1e-3 * max_count   # strictly increasing
-    init = dict(w=jnp.full(C, 1.0 / C), mu=jnp.asarray(mu0, dtype=jnp.float32),
-                sigma=jnp.full(C, max(max_count / (4.0 * C), 0.5), dtype=jnp.float32))
-    kern = (NUTS if kernel == "nuts" else SA)(_model, init_strategy=init_to_value(values=init))
+    C, K = n_components, int(max_count)
+    ml = ml_fit(values, freqs, K, C, restarts=restarts, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    args = (jnp.asarray(values), jnp.asarray(freqs, dtype=jnp.float32), K, C)
+    starts = []
+    for ch in range(num_chains):
+        mu = np.sort(np.clip(ml["mu"] + (rng.normal(0, K / 10, C) if ch else 0), -0.5 * K, 1.5 * K))
+        mu = mu + np.arange(C) * 1e-3 * K
+        sig = np.clip(ml["sigma"] * (np.exp(rng.normal(0, 0.3, C)) if ch else 1), 0.05, 4 * K)
+        w = rng.dirichlet(50 * ml["w"] + 1) if ch else np.clip(ml["w"], 1e-4, None) / np.clip(ml["w"], 1e-4, None).sum()
+        starts.append(unconstrain_fn(_model, args, {}, dict(w=jnp.asarray(w, jnp.float32),
+                                                            mu=jnp.asarray(mu, jnp.float32),
+                                                            sigma=jnp.asarray(sig, jnp.float32))))
+    init = {k: jnp.stack([s[k] for s in starts]) for k in starts[0]}
+    kern = NUTS(_model) if kernel == "nuts" else SA(_model)
     method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
     mcmc = MCMC(kern, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                 chain_method=method, progress_bar=progress)
-    mcmc.run(jax.random.PRNGKey(seed), jnp.asarray(values), jnp.asarray(freqs, dtype=jnp.float32), int(max_count), C)
+    mcmc.run(jax.random.PRNGKey(seed), *args, init_params=init if num_chains > 1 else {k: v[0] for k, v in init.items()})
     grouped = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in grouped.items()}
-    summ = {k: {s: np.asarray(val) for s, val in d.items()} for k, d in np_summary(grouped, prob=0.9).items()}
     extra = mcmc.get_extra_fields()
     div = int(np.asarray(extra["diverging"]).sum()) if "diverging" in extra else 0
-    fit = MixtureFit(int(max_count), C, values, freqs, flat, summ, div, float("nan"),
-                     group_labels(summ["mu"]["mean"], max_count))
-    fit.waic = _waic(fit)
+    return _finish(grouped, values, freqs, K, C, div, ml)
+
+
+def _finish(grouped, values, freqs, K, C, divergences, ml) -> MixtureFit:
+    """Summaries and WAIC / LOO from ArviZ; pointwise values per distinct count, weighted by how many
+    samples have it (observations with equal counts are exchangeable)."""
+    az = _arviz()
+    flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in grouped.items()}
+    P = np.stack([binned_probs(m, s, K) for m, s in zip(flat["mu"], flat["sigma"])])          # (S, C, K+1)
+    ll = np.log(np.clip((flat["w"][:, :, None] * P).sum(1)[:, values], 1e-300, None))        # (S, distinct)
+    nch, ndr = grouped["mu"].shape[:2]
+    idata = az.from_dict(posterior=grouped, log_likelihood={"counts": ll.reshape(nch, ndr, -1)})
+    summ = {}
+    with np.errstate(all="ignore"):
+        rhat = az.rhat(idata) if nch > 1 else None
+        ess = az.ess(idata)
+    for k, v in grouped.items():
+        summ[k] = {"mean": v.mean((0, 1)), "std": v.std((0, 1)), "5.0%": np.quantile(v, 0.05, axis=(0, 1)),
+                   "95.0%": np.quantile(v, 0.95, axis=(0, 1)), "n_eff": np.asarray(ess[k]),
+                   "r_hat": np.asarray(rhat[k]) if rhat is not None else np.full(v.shape[2:], np.nan)}
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wa = az.waic(idata, pointwise=True)
+        lo = az.loo(idata, pointwise=True)
+    waic = float(-2 * np.sum(freqs * np.asarray(wa.waic_i if hasattr(wa, "waic_i") else wa.elpd_waic_i)))
+    loo = float(-2 * np.sum(freqs * np.asarray(lo.loo_i)))
+    khat = float(np.max(np.asarray(lo.pareto_k)))
+    fit = MixtureFit(K, C, values, freqs, flat, summ, divergences, waic, group_labels(summ["mu"]["mean"], K))
+    fit.loo, fit.pareto_k_max, fit.chains, fit.ml = loo, khat, grouped, ml
     return fit
 
 
-def _waic(fit: MixtureFit) -> float:
-    """WAIC (Watanabe 2010) on the deviance scale, lower is better, from grouped pointwise log-likelihoods."""
-    cp = fit._component_pmf().sum(1)[:, fit.values]            # (S, distinct)
-    ll = np.log(np.clip(cp, 1e-300, None))
-    lppd = np.log(np.mean(np.exp(ll - ll.max(0)), 0)) + ll.max(0)
-    p_waic = ll.var(0, ddof=1)
-    return float(-2 * np.sum(fit.freqs * (lppd - p_waic)))
-
-
 def compare_components(counts, max_count: int, ks=(1, 2, 3, 4), **kw):
-    """Fit K = 1..4 components and rank by WAIC (lower is better): does the data support 001's three
-    groups (section 4.3)? Returns (table rows, fits)."""
+    """Fit K = 1..4 components and rank by WAIC and PSIS-LOO (deviance scale, lower is better): does
+    the data support 001's three groups (section 4.3)? Returns (table rows, fits)."""
     fits = {k: fit_selection_mixture(counts, max_count, n_components=k, **kw) for k in ks}
     best = min(f.waic for f in fits.values())
-    rows = [dict(components=k, waic=f.waic, delta_waic=f.waic - best, divergences=f.divergences,
-                 max_r_hat=float(max(np.max(v["r_hat"]) for v in f.summary.values())))
+    rows = [dict(components=k, waic=f.waic, delta_waic=f.waic - best, loo=f.loo, divergences=f.divergences,
+                 max_r_hat=f.max_r_hat(),
+                 converged=bool(f.converged()))
             for k, f in fits.items()]
     return rows, fits

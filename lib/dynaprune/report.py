@@ -20,7 +20,8 @@ def figures_dir() -> Path:
 
 def savefig(fig, name: str, profile: str, device: str = "cpu"):
     """Save ``fig`` as figures/<name>.png, stamped with the profile and device that made it."""
-    fig.text(0.995, 0.005, f"dynaprune · profile={profile} · device={device}", ha="right", va="bottom",
+    # below everything (va="top" at y=0): never over an axis label; bbox_inches="tight" keeps it in the file
+    fig.text(0.995, -0.01, f"dynaprune · profile={profile} · device={device}", ha="right", va="top",
              fontsize=7, color="0.4")
     path = figures_dir() / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
