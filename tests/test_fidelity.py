@@ -216,3 +216,18 @@ def test_reducing_epoch_trains_exactly_its_share(tmp_path):
     assert sum(x["backpropagated"] for x in r.records) == round(0.3 * 8 * 1000)
     assert [x["steps"] for x in r.records] == [20, 20, 8]
     assert r.records[-1]["lr"] < 0.01 * c.lr
+
+
+def test_matched_random_pruning_control_follows_the_pool(tmp_path):
+    """[OnlineIS] Fig. 3 compares pruning by importance with pruning at random "at the same rate": the
+    control removes uniformly chosen samples down to the importance run's pool size at every epoch, at
+    the same equal steps, so the two differ only in who stays."""
+    c = RunConfig(**TOY, epochs=6, sampler="online_prune", sampler_options={"prune_K": 2.0, "prune_every": 2})
+    imp = run(c, use_cache=False)
+    pools = [x["distinct"] for x in imp.records]
+    assert pools[0] == 1000 and pools[-1] < 1000
+    ctl = run(c.replace(sampler_options={"criterion": "random", "pool_schedule": pools, "prune_every": 2}), use_cache=False)
+    assert [x["distinct"] for x in ctl.records] == pools
+    assert [x["backpropagated"] for x in ctl.records] == [x["backpropagated"] for x in imp.records] == [1000] * 6
+    with pytest.raises(ValueError, match="needs pool_schedule"):
+        make_sampler("online_prune", 10, criterion="random")

@@ -344,11 +344,12 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
     for epoch in bar:
         rec = dict(epoch=epoch, t_data=0.0, t_forward=0.0, t_backward=0.0, t_select=0.0, forwarded=0,
                    backpropagated=0, steps=0, train_loss=0.0, train_loss_weighted=0.0)
-        sel = torch.zeros(n, dtype=torch.bool) if c.record_selection else None
+        sel = torch.zeros(n, dtype=torch.bool)   # which samples were backpropagated this epoch
         t0 = time.perf_counter()
         _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel,
                      fraction=min(1.0, c.run_length - epoch))
         rec["t_train"] = time.perf_counter() - t0
+        rec["distinct"] = int(sel.sum())          # distinct samples backpropagated (the pool, for online pruning)
         train_time += rec["t_train"]
         rec["train_loss"] /= max(rec["backpropagated"], 1)
         rec["train_loss_weighted"] /= max(rec["backpropagated"], 1)
@@ -369,7 +370,7 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
         rec["cum_backpropagated"] = rec["backpropagated"] + (records[-1]["cum_backpropagated"] if records else 0)
         rec["cum_forwarded"] = rec["forwarded"] + (records[-1]["cum_forwarded"] if records else 0)
         records.append(rec)
-        if sel is not None:
+        if c.record_selection:
             sel_bits.append(np.packbits(sel.numpy()))
         bar.set_postfix(acc=rec["test_acc"], loss=rec["train_loss"])
         done_here += 1

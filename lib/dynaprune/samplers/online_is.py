@@ -32,6 +32,7 @@ EPS = 1e-4           # q += eps each epoch ("small")
 K = 4.0              # reduction factor (CIFAR); 2 for image regression
 PRUNE_EVERY = 20     # epochs between pruning rounds (003 App. C, MNIST)
 METRICS = ("grad", "loss")
+CRITERIA = ("importance", "random")   # online_prune: what decides who leaves the pool
 
 
 class _Importance(DynamicSampler):
@@ -179,9 +180,19 @@ class OnlinePrune(_Importance):
 
     version = 2  # equal steps per epoch by default (003 §5); keep_ratio with equal_steps=False
 
-    def __init__(self, n, *, prune_K=K, equal_steps: bool = True, keep_ratio: float | None = None, **kw):
+    def __init__(self, n, *, prune_K=K, equal_steps: bool = True, keep_ratio: float | None = None,
+                 criterion: str = "importance", pool_schedule=None, **kw):
         super().__init__(n, prune_K=prune_K, **kw)
         self.equal_steps = bool(equal_steps)
+        if criterion not in CRITERIA:
+            raise ValueError(f"unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
+        if (criterion == "random") != (pool_schedule is not None):
+            raise ValueError("criterion='random' (the matched control of [OnlineIS] Fig. 3) needs pool_schedule, the "
+                             "pool size of each epoch of the importance run it matches, and only it")
+        self.criterion = criterion
+        self.pool_schedule = None if pool_schedule is None else [int(m) for m in pool_schedule]
+        if self.pool_schedule is not None and not all(1 <= m <= n for m in self.pool_schedule):
+            raise ValueError(f"pool_schedule entries must be in 1..{n}")
         self.keep_ratio, self.pool_factor = None, None
         if keep_ratio is not None:
             if self.equal_steps:
@@ -211,6 +222,16 @@ class OnlinePrune(_Importance):
         return (lo + hi) / 2
 
     def _end_of_epoch(self, epoch):
+        if self.criterion == "random":
+            # the matched random control: remove uniformly chosen pool members down to the importance run's size
+            if self.epoch == epoch or epoch >= len(self.pool_schedule):
+                return self.q, self.active
+            pool = torch.nonzero(self.active).flatten()
+            m = min(len(pool), self.pool_schedule[epoch])
+            keep = pool[torch.randperm(len(pool), generator=self._epoch_generator(epoch))[:m]]
+            active = torch.zeros(self.n, dtype=torch.bool)
+            active[keep] = True
+            return self.q, active
         if self.keep_ratio is None or epoch == 0 or self.epoch == epoch or epoch % self.prune_every:
             return super()._end_of_epoch(epoch)
         q = self.q + self.eps
