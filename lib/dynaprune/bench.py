@@ -80,17 +80,24 @@ def bench_sampler(name, n, b=128, steps=100, epochs=10):
                 select_us=(1e6 * t_sel / done) if s.level == "batch" else float("nan"))
 
 
-def bench_mixture():
+def bench_mixture(repeats: int = 3):
+    """Mixture fit (ML start, 3 chains, NUTS 500 + 1000) on 20k vs 1.2M counts of a 0.6/0.3/0.1 mixture,
+    interleaved (A B A B ...): the grouped likelihood should make them cost the same. Seconds per size:
+    (min, median, max) over the repeats (the first, with JAX's compilation, is dropped)."""
     from .mixture import fit_selection_mixture
     rng = np.random.default_rng(0)
-    out = {}
-    for n in (10_000, 1_000_000):
-        comp = rng.choice(3, n, p=[0.3, 0.4, 0.3])
-        c = np.clip(np.round(rng.normal(np.array([2, 10, 18])[comp], np.array([1.5, 2.5, 1.5])[comp])), 0, 20)
-        t0 = time.perf_counter()
-        fit_selection_mixture(c.astype(int), 20, num_warmup=500, num_samples=1000, num_chains=2, seed=0)
-        out[n] = time.perf_counter() - t0
-    return out
+    data = {}
+    for n in (20_000, 1_200_000):
+        comp = rng.choice(3, n, p=[0.6, 0.3, 0.1])
+        data[n] = np.clip(np.round(rng.normal(np.array([2, 10, 18])[comp], np.array([1.5, 2.5, 1.5])[comp])), 0, 20).astype(int)
+    times = {n: [] for n in data}
+    for r in range(repeats + 1):
+        for n, c in data.items():
+            t0 = time.perf_counter()
+            fit_selection_mixture(c, 20, num_warmup=500, num_samples=1000, num_chains=3, seed=r)
+            if r:
+                times[n].append(time.perf_counter() - t0)
+    return {n: (min(t), float(np.median(t)), max(t)) for n, t in times.items()}
 
 
 def main(argv=None):
@@ -106,8 +113,8 @@ def main(argv=None):
     print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
     print(df.pivot(index="sampler", columns="n", values=["plan_ms", "next_batch_us", "reweight_us", "select_us"]).round(1).to_string())
     mix = {} if a.no_mixture else bench_mixture()
-    for n, t in mix.items():
-        print(f"mixture fit (NUTS 500+1000, 2 chains) on {n:,} counts: {t:.1f} s")
+    for n, (lo, med, hi) in mix.items():
+        print(f"mixture fit (ML start + NUTS 500+1000, 3 chains) on {n:,} counts: median {med:.1f} s (min {lo:.1f}, max {hi:.1f})")
     if a.out:
         with open(a.out, "w") as f:
             json.dump(dict(samplers=rows, mixture_seconds=mix, threads=torch.get_num_threads()), f, indent=1)
