@@ -184,7 +184,10 @@ class MixtureFit:
     def converged(self, r_hat_max=1.01) -> bool:
         """No divergences and split r-hat < 1.01 for every parameter (ArviZ's recommendation; a
         single chain cannot show convergence: False)."""
-        return self.divergences == 0 and all(np.all(np.asarray(v["r_hat"]) < r_hat_max) for v in self.summary.values())
+        def ok(v):   # a parameter fixed by the model (one component's weight is 1) has no r-hat: fine
+            r = np.asarray(v["r_hat"])
+            return np.all((r < r_hat_max) | (np.isnan(r) & (np.asarray(v["std"]) == 0)))
+        return self.divergences == 0 and all(ok(v) for v in self.summary.values())
 
 
 GROUPS = ("never", "sometimes", "always")
