@@ -76,6 +76,7 @@ class DynamicSampler(Sampler[int]):
         self.weights = torch.ones(self.n, dtype=torch.float64)  # per-index weight for reweight
         self._pending = None                                    # batch-level: the last selection
         self._meta = None                                       # batch-level: all ranks' meta-batch
+        self._plan_sizes = {}                                   # epoch -> planned samples (budget bookkeeping)
 
     # ------------------------------------------------------------------ planning
     def _epoch_generator(self, epoch: int) -> torch.Generator:
@@ -91,7 +92,13 @@ class DynamicSampler(Sampler[int]):
         g = self._epoch_generator(int(epoch))
         plan, weights = self._plan(int(epoch), g)  # may raise: nothing assigned yet
         self.epoch, self.plan = int(epoch), plan.long()
+        self._plan_sizes[self.epoch] = len(self.plan)
         self.weights = weights if weights is not None else torch.ones(self.n, dtype=torch.float64)
+
+    def planned_before(self, epoch: int) -> int:
+        """Samples planned in the epochs before ``epoch`` (replanning an epoch counts it once): what a
+        ``keep_ratio`` budget has spent so far."""
+        return sum(v for e, v in self._plan_sizes.items() if e < epoch)
 
     def _plan(self, epoch: int, g: torch.Generator):
         """Return (indices of the epoch in order, per-index weights or None for all ones)."""
@@ -230,11 +237,11 @@ class DynamicSampler(Sampler[int]):
     _state_keys: tuple = ()
 
     def state_dict(self) -> dict:
-        keys = ("epoch", "plan", "weights", "_pending") + self._state_keys
+        keys = ("epoch", "plan", "weights", "_pending", "_plan_sizes") + self._state_keys
         return {"gen": self.gen.get_state(), **{k: copy.deepcopy(getattr(self, k)) for k in keys}}
 
     def load_state_dict(self, state: dict) -> None:
-        keys = ("epoch", "plan", "weights", "_pending") + self._state_keys
+        keys = ("epoch", "plan", "weights", "_pending", "_plan_sizes") + self._state_keys
         missing = [k for k in ("gen",) + keys if k not in state]
         if missing:
             raise KeyError(f"state_dict lacks {missing}")

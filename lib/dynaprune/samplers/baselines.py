@@ -138,8 +138,7 @@ class Kakurenbo(DynamicSampler):
     version = 2  # keep_ratio
     requires_num_epochs = True
     needs_logits = True
-    _state_keys = ("loss", "correct", "confidence", "seen", "hidden", "lr_scale", "_hidden_total", "_hidden_before",
-                   "_planned")
+    _state_keys = ("loss", "correct", "confidence", "seen", "hidden", "lr_scale")
 
     def __init__(self, n, *, max_fraction=None, keep_ratio=None, tau=KAKURENBO_TAU, num_epochs=None, seed=0,
                  distributed=None):
@@ -164,7 +163,6 @@ class Kakurenbo(DynamicSampler):
         self.seen = torch.zeros(self.n, dtype=torch.bool)
         self.hidden = torch.zeros(self.n, dtype=torch.bool)
         self.lr_scale = 1.0
-        self._hidden_total, self._hidden_before, self._planned = 0, 0, -1   # keep_ratio's running target
 
     def fraction(self, epoch: int) -> float:
         """F at `epoch`: F, 0.8F, 0.6F, 0.4F over the four quarters of the run."""
@@ -185,7 +183,7 @@ class Kakurenbo(DynamicSampler):
 
     def _plan(self, epoch, g):
         hide = torch.zeros(self.n, dtype=torch.bool)
-        total = self._hidden_total if self._planned != epoch else self._hidden_before
+        total = epoch * self.n - self.planned_before(epoch)     # hidden so far (keep_ratio's running target)
         if self.seen.all():
             cand = torch.argsort(self.loss, stable=True)
             ok = self.correct[cand] & (self.confidence[cand] >= self.tau)
@@ -196,8 +194,6 @@ class Kakurenbo(DynamicSampler):
                 target = round(sum(self.fraction(e) for e in range(1, epoch + 1)) * self.n) - total
                 eligible = cand[ok][: max(0, target)]
                 hide[eligible] = True
-        self._hidden_before = total
-        self._hidden_total, self._planned = total + int(hide.sum()), epoch
         self.hidden = hide
         self.lr_scale = 1.0 / (1.0 - float(hide.double().mean()))
         return self._shuffle(torch.nonzero(~hide).flatten(), g), None

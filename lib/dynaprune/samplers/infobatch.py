@@ -32,7 +32,7 @@ R_MAX = 0.9         # keep_ratio: the largest per-epoch r before the threshold b
 
 class InfoBatch(DynamicSampler):
     requires_num_epochs = True
-    _state_keys = ("scores", "_kept_total", "_kept_before", "_planned")
+    _state_keys = ("scores",)
 
     def __init__(self, n, *, r: float | None = None, keep_ratio: float | None = None, delta: float = DELTA,
                  unbiased: bool = False, num_epochs=None, seed=0, distributed=None):
@@ -53,7 +53,6 @@ class InfoBatch(DynamicSampler):
                 raise ValueError(f"keep_ratio={keep_ratio} is out of InfoBatch's reach: epoch 0 and the annealing "
                                  f"epochs (delta={delta}) already use {fixed} of {self.num_epochs} epochs of data")
         self.scores = torch.ones(self.n, dtype=torch.float64)  # equal: epoch 0 prunes nothing
-        self._kept_total, self._kept_before, self._planned = 0, 0, -1
 
     def annealing(self, epoch: int) -> bool:
         return epoch >= self.delta * self.num_epochs
@@ -65,7 +64,7 @@ class InfoBatch(DynamicSampler):
             return well, self.r
         left = [e for e in range(epoch, self.num_epochs) if e > 0 and not self.annealing(e)]
         fixed_after = sum(1 for e in range(epoch + 1, self.num_epochs) if self.annealing(e))
-        budget = self.keep_ratio * self.num_epochs * self.n - self._kept_before - fixed_after * self.n
+        budget = self.keep_ratio * self.num_epochs * self.n - self.planned_before(epoch) - fixed_after * self.n
         prune = max(0, min(self.n, self.n - int(round(budget / len(left)))))
         if prune > R_MAX * len(well):   # the mean threshold is too low: a quantile threshold instead
             m = min(self.n, -(-prune * 10 // int(R_MAX * 10)))
@@ -73,12 +72,6 @@ class InfoBatch(DynamicSampler):
         return well, (prune / len(well) if len(well) else 0.0)
 
     def _plan(self, epoch, g):
-        self._kept_before = self._kept_total if self._planned != epoch else self._kept_before
-        plan, weights = self._plan_epoch(epoch, g)
-        self._kept_total, self._planned = self._kept_before + len(plan), epoch
-        return plan, weights
-
-    def _plan_epoch(self, epoch, g):
         if self.annealing(epoch) or (self.keep_ratio is not None and epoch == 0):
             return torch.randperm(self.n, generator=g), None
         well, r = self._well_learned(epoch)
