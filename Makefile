@@ -9,7 +9,7 @@ DATA_ROOT := $(or $(DYNAPRUNE_DATA),data)
 DATA   := $(DATA_ROOT)/FashionMNIST/raw/train-images-idx3-ubyte
 PROFILE ?= quick
 
-.PHONY: setup data study test lab clean-venv bench
+.PHONY: setup data study test lab clean-venv bench book
 
 setup: $(STAMP)
 
@@ -29,7 +29,15 @@ study: $(STAMP) $(DATA)
 	$(PY) -m dynaprune.study --profile $(PROFILE)
 
 test: $(STAMP) $(DATA)
-	$(PY) -m pytest -n 2 tests
+	$(PY) -m pytest -n 2 --dist loadgroup tests
+
+# The executed workbook as a static site in build/book/ (open build/book/index.html). MathJax comes from
+# Debian's libjs-mathjax, installed here when we are root on Debian; without it pages use MathJax's CDN.
+book: $(STAMP) $(DATA)
+	@test -f /usr/share/javascript/mathjax/MathJax.js || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q libjs-mathjax >/dev/null 2>&1; } || \
+	  echo "[book] Debian's libjs-mathjax is not installed: the pages will load MathJax from its CDN"
+	$(PY) -m dynaprune.book --profile $(PROFILE)
 
 bench: $(STAMP)
 	$(PY) -m dynaprune.bench

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dynaprune import grids, train
+from dynaprune import grids, static_scores, train
 from dynaprune.samplers import make_sampler
 from dynaprune.train import RunConfig, run
 
@@ -90,13 +90,12 @@ def test_el2n_follows_raju_protocol(monkeypatch, tmp_path):
     real = train._train_plain
     monkeypatch.setattr(train, "_train_plain", lambda cfg, *a, **k: (seen.append(cfg), real(cfg, *a, **k))[1])
     c = RunConfig(**TOY, epochs=10, warmup_epochs=2.0, sampler="el2n", sampler_options={"keep_ratio": 0.5})
-    ds = train.load_dataset("toy2d", n_train=1000)
-    scores, secs = train.static_scores("el2n", c, ds.x_train, ds.y_train, ds)
-    assert len(seen) == train.EL2N_MODELS == 10 and train.EL2N_EPOCHS == 20
+    sampler = train.setup(c)[-1]                     # the engine's path: static_scores with the engine's plain loop
+    assert len(seen) == static_scores.EL2N_MODELS == 10 and static_scores.EL2N_EPOCHS == 20
     assert all(s.epochs == 20 and s.warmup_epochs == pytest.approx(4.0) for s in seen)   # 10% warm-up, own schedule
-    assert len({s.seed for s in seen}) == 10 and secs > 0
+    assert len({s.seed for s in seen}) == 10 and sampler.scoring_seconds > 0
     seen.clear()
-    train.static_scores("el2n", c, ds.x_train, ds.y_train, ds, score_models=3, score_epochs=2)
+    train.setup(c.replace(sampler_options={"keep_ratio": 0.5, "score_models": 3, "score_epochs": 2}))
     assert [s.epochs for s in seen] == [2, 2, 2]
 
 

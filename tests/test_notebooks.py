@@ -28,14 +28,27 @@ def test_source_is_clean_and_parameterised(path):
     assert ".backward(" not in src and "optimizer.step" not in src and "opt.step" not in src
 
 
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory):
+    """The whole workbook built once for the smoke profile by `make book`'s code path (`dynaprune.book`):
+    every notebook executed with papermill, figures in <out>/figures, one HTML page each and an index.
+    The tests that use it share one xdist group, so it is built once (`--dist loadgroup`)."""
+    from dynaprune import book
+    out = tmp_path_factory.mktemp("book")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DYNAPRUNE_RESULTS", str(out / "results"))
+    try:
+        index = book.build("smoke", out)
+    finally:
+        mp.undo()
+    return out, index
+
+
+@pytest.mark.xdist_group("smoke_book")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_smoke_profile_runs_and_produces_figures(path, tmp_path, monkeypatch):
-    import papermill as pm
-    figs = tmp_path / "figures"
-    monkeypatch.setenv("DYNAPRUNE_FIGURES", str(figs))
-    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path / "results"))
-    pm.execute_notebook(str(path), str(tmp_path / path.name), parameters={"profile": "smoke"},
-                        cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+def test_smoke_profile_runs_and_produces_figures(path, smoke_book):
+    out, _ = smoke_book
+    figs = out / "figures"
     prefix = path.stem[:2]
     pngs = list(figs.glob(f"{prefix}_*.png"))
     assert pngs, f"{path.name} wrote no figure"
@@ -45,3 +58,56 @@ def test_smoke_profile_runs_and_produces_figures(path, tmp_path, monkeypatch):
     assert numbers["notebook"] == path.stem and numbers["profile"] == "smoke" and numbers["device"]
     assert numbers["numbers"]
     assert all(v["verdict"] in VERDICTS for v in numbers["verdicts"])
+
+
+@pytest.mark.xdist_group("smoke_book")
+def test_book_site(smoke_book):
+    """`make book`: an index linking every notebook's page, each page with its figures embedded, its verdict and
+    take-aways, and working links to the notation and the references (pages of the site, not the repository's files)."""
+    import re
+    out, index = smoke_book
+    text = index.read_text(encoding="utf-8")
+    pages = re.findall(r'href="(\d\d_\w+\.html)"', text)
+    assert pages == [f"{p.stem}.html" for p in NOTEBOOKS]
+    assert "Learning objectives" not in text and text.count("<li>") >= 8 * 2   # each entry lists its objectives
+    for name in pages:
+        page = (out / name).read_text(encoding="utf-8")
+        assert "data:image/png;base64," in page and "Take-aways" in page and "<details>" in page
+        assert "../NOTATION.md" not in page and 'href="NOTATION.html"' in page
+    for doc in ("NOTATION.html", "REFERENCES.html", "references.bib"):
+        assert (out / doc).stat().st_size > 1000
+    assert "[Omission]" in (out / "REFERENCES.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_teaches(path):
+    """A course notebook: objectives at the top, a derivation, exercises with hidden solutions, take-aways at the end,
+    the shared notation linked; a from-scratch teaching cell stays short and is checked against the library (assert)."""
+    nb = nbformat.read(path, as_version=4)
+    md = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert "### Learning objectives" in md[0] and "NOTATION.md" in md[0] and "REFERENCES.md" in md[0]
+    assert any("Derivation" in m and "$" in m for m in md)
+    ex = [m for m in md if "## Exercises" in m]
+    assert ex and all("<details><summary>Solutions</summary>" in m for m in ex)
+    assert "## Take-aways" in md[-1]
+    teaching = [c.source for c in nb.cells if c.cell_type == "code" and c.source.startswith("# Teaching cell")]
+    assert teaching and all(len(t.splitlines()) <= 30 and "assert" in t for t in teaching)
+
+
+def test_citations_stand_on_their_own():
+    """No folder outside the repository and no private file number: every citation is a bibliography key."""
+    import re
+    import subprocess
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    bad = re.compile(r"shared/" r"papers|\b00[0-4] (eq|§|section|sec\.|Fig|Table|Alg|Theorem)")
+    hits = [f"{f}:{i}" for f in files if f.endswith((".py", ".md", ".ipynb", ".toml", ".yml", ".bib", "Makefile"))
+            for i, line in enumerate((ROOT / f).read_text(encoding="utf-8").splitlines(), 1) if bad.search(line)]
+    assert not hits, hits
+    keys = set(re.findall(r"^@\w+\{(\w+),", (ROOT / "references.bib").read_text(), re.M))
+    used = set()
+    for f in files:
+        if f.endswith((".py", ".md", ".ipynb")):
+            used |= set(re.findall(r"\[(Omission|Raju|ES|OnlineIS|InfoBatch|DLIS|BiasedIS|SelectiveBackprop|OrderedSGD|"
+                                   r"KAKURENBO|EL2N|Forgetting|SRG|SIREN)\]", (ROOT / f).read_text(encoding="utf-8")))
+    assert used and used <= keys and {"Omission", "Raju", "ES", "OnlineIS", "InfoBatch"} <= keys
+    assert keys == set(re.findall(r"^\| \[(\w+)\] \|", (ROOT / "REFERENCES.md").read_text(), re.M))

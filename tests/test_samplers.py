@@ -181,7 +181,7 @@ def test_omission_probabilities_and_unbiased_steps():
     expected = optimal_bernoulli_probs(torch.sqrt(0.9 * S + 0.1 * S.mean()), 0.4 * N)
     torch.testing.assert_close(s.probs, expected)
     torch.testing.assert_close(s.probs, smoothed_probs(S, 0.4 * N, 0.1))
-    # ratio of expectations: E[sum_kept w l] / E[|kept|] = mean loss  (000 eq. 4 with w = rho/p)
+    # ratio of expectations: E[sum_kept w l] / E[|kept|] = mean loss  ([Omission] eq. 4 with w = rho/p)
     tot, cnt = [], []
     l = losses.double()
     for t in range(4000):

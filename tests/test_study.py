@@ -36,3 +36,15 @@ def test_unknown_executor_and_profile():
 def test_gpu_profile_refused_without_cuda():
     with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
         profiles.get("gpu")
+
+
+def test_side_studies_config():
+    """Notebooks 04, 06, 07, 08 build on `side_config`: the base config and seeds for smoke and quick (so their
+    committed runs keep their keys), a cheaper setting on 3 seeds for cpu."""
+    from dynaprune import profiles
+    for name in ("smoke", "quick"):
+        p = profiles.get(name)
+        assert profiles.side_config(name) == profiles.base_config(name) and p["side_seeds"] == p["seeds"]
+    cpu = profiles.side_config("cpu", epochs=7)
+    assert cpu.train_subset == 20_000 and cpu.epochs == 7 and cpu.eval_every == 5
+    assert profiles.get("cpu")["side_seeds"] == [0, 1, 2] and profiles.side_config("cpu").epochs == 10

@@ -1,4 +1,4 @@
-"""Properties of dynaprune.theory, scores and variance (000 Theorem 1, eq. 4-5; 003 eq. 7)."""
+"""Properties of dynaprune.theory, scores and variance ([Omission] Theorem 1, eq. 4-5; [OnlineIS] eq. 7)."""
 import warnings
 
 import numpy as np
@@ -37,7 +37,7 @@ def test_ties_zeros_and_torch():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_optimal_against_scipy(seed):
-    """No feasible point found by a general constrained optimiser has lower variance (000 Theorem 1)."""
+    """No feasible point found by a general constrained optimiser has lower variance ([Omission] Theorem 1)."""
     s = heavy(30, seed)
     s = s / s.max()  # scale-free problem; keeps the optimiser well conditioned
     b = 8

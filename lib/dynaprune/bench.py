@@ -1,6 +1,6 @@
-"""Benchmarks (measured, never asserted): sampler overheads and mixture-fit cost.
+"""Benchmarks (measured, never asserted): speed-up efficiency, sampler overheads, mixture-fit cost.
 
-    python -m dynaprune.bench [--sizes 50000 1280000] [--out build/bench.json]
+    python -m dynaprune.bench [--only efficiency samplers mixture] [--sizes 50000 1280000] [--out build/bench.json]
 
 Benchmark output never goes into the results cache (data/results/ holds runs and analyses only).
 
@@ -80,6 +80,37 @@ def bench_sampler(name, n, b=128, steps=100, epochs=10):
                 select_us=(1e6 * t_sel / done) if s.level == "batch" else float("nan"))
 
 
+EFFICIENCY_METHODS = {"random": {"keep_ratio": 0.5}, "infobatch": {"keep_ratio": 0.5}, "omission": {"keep_ratio": 0.5},
+                      "es": {"keep_ratio": 0.5}, "kakurenbo": {"keep_ratio": 0.5}}
+
+
+def bench_efficiency(profile: str = "cpu", epochs: int = 5, repeats: int = 3, methods=None):
+    """Speed-up efficiency: training time saved against full-data training, divided by the ideal saving
+    1 - s (s: the run's measured backprop share), for each method at keep_ratio 0.5 on the profile's
+    setting. Runs are interleaved (full, A, B, ..., full, A, B, ...) and each method is compared with
+    the full run of its own round; returns per method the measured share and (min, median, max) of
+    the time saved and of the efficiency over the rounds. Nothing is cached."""
+    from .profiles import base_config
+    from .train import run
+    methods = EFFICIENCY_METHODS if methods is None else methods
+    base = base_config(profile, epochs=epochs, eval_every=10 ** 6)     # evaluation (untimed) only at the end
+    out = {m: dict(saved=[], efficiency=[], share=[]) for m in methods}
+    run(base.replace(epochs=1), use_cache=False)                        # warm-up, untimed
+    for r in range(repeats):
+        res = {m: run(base.replace(sampler=m, sampler_options=methods.get(m, {}), seed=r), use_cache=False)
+               for m in ["full", *methods]}
+        secs = {m: sum(x["t_train"] for x in x_.records) for m, x_ in res.items()}
+        bps = {m: sum(x["backpropagated"] for x in x_.records) for m, x_ in res.items()}
+        for m in methods:
+            share, saved = bps[m] / bps["full"], 1 - secs[m] / secs["full"]
+            out[m]["share"].append(share)
+            out[m]["saved"].append(saved)
+            out[m]["efficiency"].append(saved / (1 - share))
+    stat = lambda v: (min(v), float(np.median(v)), max(v))
+    return {m: dict(share=float(np.mean(d["share"])), saved=stat(d["saved"]), efficiency=stat(d["efficiency"]))
+            for m, d in out.items()}
+
+
 def bench_mixture(repeats: int = 3):
     """Mixture fit (ML start, 3 chains, NUTS 500 + 1000) on 20k vs 1.2M counts of a 0.6/0.3/0.1 mixture,
     interleaved (A B A B ...): the grouped likelihood should make them cost the same. Seconds per size:
@@ -105,19 +136,34 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="sampler and mixture benchmarks")
     ap.add_argument("--sizes", type=int, nargs="*", default=[50_000, 1_280_000])
     ap.add_argument("--out", default=None)
-    ap.add_argument("--no-mixture", action="store_true")
+    ap.add_argument("--only", nargs="*", choices=["efficiency", "samplers", "mixture"],
+                    default=["efficiency", "samplers", "mixture"])
+    ap.add_argument("--profile", default="cpu", help="setting of the efficiency benchmark")
+    ap.add_argument("--epochs", type=int, default=5, help="epochs per run of the efficiency benchmark (ES and KAKURENBO reach keep 0.5 from 5)")
+    ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args(argv)
-    rows = [bench_sampler(name, n) for n in a.sizes for name in SAMPLERS]
-    df = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
     print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
-    print(df.pivot(index="sampler", columns="n", values=["plan_ms", "next_batch_us", "reweight_us", "select_us"]).round(1).to_string())
-    mix = {} if a.no_mixture else bench_mixture()
-    for n, (lo, med, hi) in mix.items():
-        print(f"mixture fit (ML start + NUTS 500+1000, 3 chains) on {n:,} counts: median {med:.1f} s (min {lo:.1f}, max {hi:.1f})")
+    eff, rows, mix = {}, [], {}
+    if "efficiency" in a.only:
+        eff = bench_efficiency(a.profile, a.epochs, a.repeats)
+        print(f"speed-up efficiency, profile {a.profile}, {a.epochs} epochs, keep_ratio 0.5, {a.repeats} interleaved rounds "
+              "(time saved vs full / ideal 1 - share): median (min, max)")
+        print("| method | backprop share | time saved | efficiency |\n|---|---|---|---|")
+        for m, d in eff.items():
+            (s0, s1, s2), (e0, e1, e2) = d["saved"], d["efficiency"]
+            print(f"| `{m}` | {d['share']:.3f} | {s1:.3f} ({s0:.3f}, {s2:.3f}) | {e1:.2f} ({e0:.2f}, {e2:.2f}) |")
+    if "samplers" in a.only:
+        rows = [bench_sampler(name, n) for n in a.sizes for name in SAMPLERS]
+        df = pd.DataFrame(rows)
+        print(df.pivot(index="sampler", columns="n", values=["plan_ms", "next_batch_us", "reweight_us", "select_us"]).round(1).to_string())
+    if "mixture" in a.only:
+        mix = bench_mixture()
+        for n, (lo, med, hi) in mix.items():
+            print(f"mixture fit (ML start + NUTS 500+1000, 3 chains) on {n:,} counts: median {med:.1f} s (min {lo:.1f}, max {hi:.1f})")
     if a.out:
         with open(a.out, "w") as f:
-            json.dump(dict(samplers=rows, mixture_seconds=mix, threads=torch.get_num_threads()), f, indent=1)
+            json.dump(dict(efficiency=eff, samplers=rows, mixture_seconds=mix, threads=torch.get_num_threads()), f, indent=1)
 
 
 if __name__ == "__main__":

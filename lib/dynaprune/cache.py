@@ -18,6 +18,7 @@ import io
 import json
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,21 @@ import numpy as np
 CODE_VERSION = "2"
 REDUCE_EPOCHS_VERSION = 2   # the engine path of epochs_scale < 1
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "data" / "results"
+
+
+@dataclass
+class RunResult:
+    """One run: its config (`dynaprune.config.RunConfig`), one record per epoch, per-sample arrays (the
+    NPZ) and the environment that made it."""
+    config: object
+    records: list                    # one dict per epoch
+    arrays: dict = field(default_factory=dict)   # per-sample arrays (NPZ)
+    env: dict = field(default_factory=dict)
+    from_cache: bool = False
+
+    @property
+    def final(self) -> dict:
+        return self.records[-1]
 
 
 class CacheMiss(RuntimeError):
@@ -126,7 +142,6 @@ def _json_default(o):
 
 def load(config, root=None):
     """The cached RunResult of ``config``, or None (missing or corrupt: recompute)."""
-    from .train import RunResult
     d = _root(root)
     k = key(config)
     j, z = d / f"{k}.json", d / f"{k}.npz"

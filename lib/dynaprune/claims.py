@@ -50,6 +50,10 @@ CLAIMS = {c.key: c for c in [
           "06_ablations", "c=0.0", "c=4.0", direction="equivalent", margin=0.005),
     Claim("es_label_noise", "ES", "Table 4", "ES beats full-data training under 40% label noise",
           "07_label_noise", "es", "full", budgets="unequal"),
+    Claim("es_ablation_noise", "ES", "Table 5", "under heavy label noise, ES beats sampling by the loss alone at the same "
+          "budget", "07_label_noise", "Loss + A + DE (ES)", "Loss"),
+    Claim("loss_greedy_noise", "ES", "Table 4", "under heavy label noise, loss-greedy selection (Ordered SGD) loses to "
+          "full-data training", "07_label_noise", "ordered_sgd", "full", direction="less", budgets="unequal"),
     Claim("online_prune_vs_random", "OnlineIS", "Fig. 3", "pruning by importance beats pruning at random at the same rate",
           "08_online_pruning", "online_prune", "random, same rate"),
     Claim("always_plus_random", "Raju", "Table 1", "the always set plus random sometimes samples beats a static subset "

@@ -8,10 +8,10 @@ of tensors (and the variants below keep a record of which original samples
 they hold).
 
 Variants on any classification set (seeded, recorded in ``meta``):
-- ``imbalance=True``: 001 Table 2 subsampling rates by class
+- ``imbalance=True``: [Raju] Table 2 subsampling rates by class
   (classes 0,1 at 25%; 2,3,4 at 50%; 5,6 at 75%; 7,8,9 at 100%).
-- ``per_class=k``: downsample to k samples per class (001 section 4.6).
-- ``label_noise=rate, noise_type="flip"|"uniform"`` (002 section 3.2): exactly
+- ``per_class=k``: downsample to k samples per class ([Raju] §4.6).
+- ``label_noise=rate, noise_type="flip"|"uniform"`` ([ES] §3.2): exactly
   round(rate * n) training labels corrupted; ``flip`` maps y -> (y + 1) mod C
   (a fixed "flip to another class"), ``uniform`` draws a different class
   uniformly. ``meta["noisy_indices"]`` says which ones.
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# 001 Table 2: fraction of each CIFAR-10 class kept in the imbalanced variant.
+# [Raju] Table 2: fraction of each CIFAR-10 class kept in the imbalanced variant.
 IMBALANCE_RATES = (0.25, 0.25, 0.5, 0.5, 0.5, 0.75, 0.75, 1.0, 1.0, 1.0)
 NOISE_TYPES = ("flip", "uniform")
 FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -165,38 +165,121 @@ def _cifar(name, root, download=True, **_):
                    {"num_classes": 100 if name == "cifar100" else 10, "augment": "crop_flip"})
 
 
-def _imagefolder(root, path=None, size=64, test_fraction=0.1, seed=0, **_):
-    """ImageNet-100, Tiny-ImageNet, CINIC-10 ... from a folder (torchvision ImageFolder).
+def _imagefolder(root, path=None, size=64, test_fraction=0.1, seed=0, stream="auto", **_):
+    """ImageNet-100, Tiny-ImageNet, CINIC-10 ... from a folder (torchvision ImageFolder layout).
 
-    ``path/train`` and ``path/val`` (or ``test``) are used when present; else a
-    seeded split of ``path``. Images are resized to ``size`` and held in memory.
+    ``path/train`` and ``path/val`` (or ``test``) are used when present; else a seeded split of
+    ``path``. Images are resized to ``size`` and normalised per channel by the mean and standard
+    deviation of a seeded sample of at most 2048 training images. ``stream``: True keeps the
+    images on disk (`LazyImages`: the engine trains through a DataLoader with workers), False
+    holds them in memory (faster), "auto" streams when the training images as float32 would take
+    more than half of the available memory ($DYNAPRUNE_MEMORY_GB overrides). Both give the same
+    batches, so a run's results do not depend on the choice (with the default "auto" it is not part
+    of the cache key either).
     """
     import torchvision
-    from torchvision.transforms import v2 as T
     if path is None:
         raise DatasetError("imagefolder needs path=<folder with one sub-folder per class>")
+    if stream not in (True, False, "auto"):
+        raise ValueError(f"stream must be True, False or 'auto', got {stream!r}")
     path = Path(path)
-    tf = T.Compose([T.Resize((size, size)), T.ToImage(), T.ToDtype(torch.float32, scale=True)])
-    load = lambda p: _stack(torchvision.datasets.ImageFolder(str(p), transform=tf))
+    folder = lambda p: torchvision.datasets.ImageFolder(str(p))
     test_dir = next((path / d for d in ("val", "test") if (path / d).is_dir()), None)
     if (path / "train").is_dir() and test_dir is not None:
-        (xtr, ytr, classes), (xte, yte, _c) = load(path / "train"), load(test_dir)
+        tr, te = folder(path / "train"), folder(test_dir)
+        (ptr, ytr), (pte, yte), classes = zip(*tr.samples), zip(*te.samples), tr.classes
     else:
-        x, y, classes = load(path)
-        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-        k = max(1, int(round(test_fraction * len(x))))
-        xte, yte, xtr, ytr = x[perm[:k]], y[perm[:k]], x[perm[k:]], y[perm[k:]]
-    mean = xtr.mean(dim=(0, 2, 3), keepdim=True)
-    std = xtr.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-    return Dataset((xtr - mean) / std, ytr, (xte - mean) / std, yte, "classification",
-                   {"num_classes": len(classes), "classes": classes, "augment": "crop_flip"})
+        full = folder(path)
+        if not full.samples:
+            raise DatasetError(f"no images found under {path}")
+        perm = torch.randperm(len(full.samples), generator=torch.Generator().manual_seed(seed)).tolist()
+        k = max(1, int(round(test_fraction * len(perm))))
+        pick = lambda ix: zip(*[full.samples[i] for i in ix])
+        (pte, yte), (ptr, ytr), classes = pick(perm[:k]), pick(perm[k:]), full.classes
+    xtr, xte = LazyImages(list(ptr), size), LazyImages(list(pte), size)
+    probe = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(seed + 1))[:2048].sort().values
+    sample = xtr[probe]
+    mean, std = sample.mean(dim=(0, 2, 3)), sample.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    xtr, xte = xtr.normalised(mean, std), xte.normalised(mean, std)
+    if stream == "auto":
+        limit = float(os.environ.get("DYNAPRUNE_MEMORY_GB", 0)) * 2 ** 30 or 0.5 * _available_memory()
+        stream = xtr.nbytes > limit
+    if not stream:
+        xtr, xte = xtr[torch.arange(len(xtr))], xte[torch.arange(len(xte))]
+    return Dataset(xtr, torch.tensor(ytr, dtype=torch.long), xte, torch.tensor(yte, dtype=torch.long), "classification",
+                   {"num_classes": len(classes), "classes": list(classes), "augment": "crop_flip", "streamed": bool(stream)})
 
 
-def _stack(ds):
-    if len(ds) == 0:
-        raise DatasetError(f"no images found under {ds.root}")
-    xs, ys = zip(*(ds[i] for i in range(len(ds))))
-    return torch.stack(xs), torch.tensor(ys, dtype=torch.long), ds.classes
+def _available_memory() -> float:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2 ** 30
+
+
+class LazyImages(torch.utils.data.Dataset):
+    """Images on disk that index like a tensor: ``x[i]`` (an int) is one (C, H, W) image, ``x[idx]``
+    (a tensor or list of indices) a stacked batch, loaded from the files, resized and normalised.
+    ``len`` and ``shape`` are those of the tensor it stands for; ``.to(device)`` leaves it on disk
+    (the engine moves each batch). A DataLoader's workers call ``x[i]``."""
+
+    def __init__(self, paths, size, mean=None, std=None):
+        self.paths, self.size, self.mean, self.std = list(paths), int(size), mean, std
+        if not self.paths:
+            raise DatasetError("no images found")
+
+    def normalised(self, mean, std) -> "LazyImages":
+        return LazyImages(self.paths, self.size, mean, std)
+
+    def __len__(self):
+        return len(self.paths)
+
+    @property
+    def shape(self):
+        return torch.Size((len(self), 3, self.size, self.size))
+
+    @property
+    def nbytes(self) -> int:
+        return len(self) * 3 * self.size * self.size * 4
+
+    def to(self, *args, **kwargs):
+        return self
+
+    def _load(self, i: int) -> torch.Tensor:
+        from PIL import Image
+        from torchvision.transforms import v2 as T
+        with Image.open(self.paths[i]) as im:
+            x = T.functional.to_dtype(T.functional.to_image(im.convert("RGB").resize((self.size, self.size),
+                                                                                     Image.BILINEAR)), torch.float32, scale=True)
+        if self.mean is not None:
+            x = (x - self.mean.view(3, 1, 1)) / self.std.view(3, 1, 1)
+        return x
+
+    def __getitem__(self, idx):
+        if isinstance(idx, (int, np.integer)):
+            return self._load(int(idx))
+        if isinstance(idx, slice):
+            idx = range(*idx.indices(len(self)))
+        idx = torch.as_tensor(list(idx) if isinstance(idx, range) else idx).cpu().flatten().tolist()
+        if not idx:
+            return torch.empty(0, 3, self.size, self.size)
+        return torch.stack([self._load(i) for i in idx])
+
+
+def subset(x, idx):
+    """Rows ``idx`` of a tensor, or the lazy subset of `LazyImages` (nothing is loaded)."""
+    if isinstance(x, LazyImages):
+        return LazyImages([x.paths[i] for i in torch.as_tensor(idx).flatten().tolist()], x.size, x.mean, x.std)
+    return x[idx]
+
+
+def take(x, idx, device) -> torch.Tensor:
+    """Rows ``idx`` (a tensor of indices or a slice) of an in-memory tensor or of `LazyImages`, on ``device``."""
+    if isinstance(x, LazyImages):
+        return x[idx].to(device, non_blocking=True)
+    if isinstance(idx, torch.Tensor):
+        idx = idx.to(x.device)
+    return x[idx]
 
 
 def _mnist1d(root, num_samples=5000, train_split=0.8, seed=0, **_):
@@ -211,7 +294,7 @@ def _mnist1d(root, num_samples=5000, train_split=0.8, seed=0, **_):
 
 
 def _toy2d(root, n_train=1000, n_test=1000, noise=0.1, seed=0, **_):
-    """Two classes split by a sine-shaped boundary in [-1, 1]^2 (003 Fig. 1)."""
+    """Two classes split by a sine-shaped boundary in [-1, 1]^2 ([OnlineIS] Fig. 1)."""
     rng = np.random.default_rng(seed)
 
     def draw(n):
@@ -224,7 +307,7 @@ def _toy2d(root, n_train=1000, n_test=1000, noise=0.1, seed=0, **_):
 
 
 def _poly_regression(root, n_train=1000, n_test=200, degree=3, noise=0.1, seed=0, **_):
-    """y = sum_k c_k x^k + noise, x in [-1, 1], seeded coefficients (003 Fig. 2)."""
+    """y = sum_k c_k x^k + noise, x in [-1, 1], seeded coefficients ([OnlineIS] Fig. 2)."""
     rng = np.random.default_rng(seed)
     coef = rng.standard_normal(degree + 1)
 
@@ -237,7 +320,7 @@ def _poly_regression(root, n_train=1000, n_test=200, degree=3, noise=0.1, seed=0
 
 
 def _image_regression(root, size=64, **_):
-    """Pixel coordinates in [-1, 1]^2 -> RGB in [0, 1] of skimage's cat photo (003 Fig. 4).
+    """Pixel coordinates in [-1, 1]^2 -> RGB in [0, 1] of skimage's cat photo ([OnlineIS] Fig. 4).
 
     Training and test sets are the same pixels: the task is to fit the image.
     """
@@ -292,7 +375,7 @@ def _apply_variants(ds: Dataset, imbalance=False, per_class=None, label_noise=0.
     index = np.arange(ds.n)
     if imbalance:
         if C != len(IMBALANCE_RATES):
-            raise ValueError(f"imbalance follows 001 Table 2 and needs 10 classes, this dataset has {C}")
+            raise ValueError(f"imbalance follows [Raju] Table 2 and needs 10 classes, this dataset has {C}")
         counts = np.floor(available * np.array(IMBALANCE_RATES)).astype(int)
         index = _class_subsample(ds, counts, rng)
     elif per_class is not None:
@@ -301,7 +384,7 @@ def _apply_variants(ds: Dataset, imbalance=False, per_class=None, label_noise=0.
             raise ValueError(f"per_class={per_class} must be in 1..{available.min()} "
                              f"(the smallest class has {available.min()} samples)")
         index = _class_subsample(ds, np.full(C, k), rng)
-    x, y = ds.x_train[index], ds.y_train[index].clone()
+    x, y = subset(ds.x_train, index), ds.y_train[index].clone()
     meta = dict(ds.meta, original_index=index, class_counts=np.bincount(y.numpy(), minlength=C).tolist(),
                 variant=dict(imbalance=bool(imbalance), per_class=per_class, label_noise=float(label_noise),
                              noise_type=noise_type, variant_seed=variant_seed))

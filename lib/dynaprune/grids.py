@@ -78,3 +78,17 @@ def comparison_configs(base, ratios, seeds, methods=None, profile=None):
                 out.append(base.replace(sampler="full", epochs_scale=r, seed=seed))
                 out.append(base.replace(sampler="full", epochs_scale=r, scale_lr=True, seed=seed))
     return out
+
+
+def es_table5(rho) -> dict:
+    """[ES] Table 5's parts at keep ratio ``rho``: the loss alone, + annealing (A), + a single EMA (E,
+    beta1 = beta2 = 0.9), + the decoupled EMA (DE, [ES] eq. 2.5); the last row is ES itself.
+    Used by the ablations (clean data) and by the label-noise study (the paper's noisy setting)."""
+    return {
+        "Loss": {"keep_ratio": rho, "beta1": 0.0, "beta2": 0.0, "anneal": 0.0},
+        "Loss + A": {"keep_ratio": rho, "beta1": 0.0, "beta2": 0.0},
+        "Loss + E": {"keep_ratio": rho, "beta1": 0.9, "beta2": 0.9, "anneal": 0.0},
+        "Loss + A + E": {"keep_ratio": rho, "beta1": 0.9, "beta2": 0.9},
+        "Loss + DE": {"keep_ratio": rho, "anneal": 0.0},
+        "Loss + A + DE (ES)": {"keep_ratio": rho},
+    }

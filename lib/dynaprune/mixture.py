@@ -1,6 +1,6 @@
-"""Selection-distribution mixtures (001 section 4.3, Figs. 3, 7, 8b, 9b), with NumPyro instead of Turing.
+"""Selection-distribution mixtures ([Raju] §4.3, Figs. 3, 7, 8b, 9b), with NumPyro instead of Turing.
 
-001 fits a mixture of three truncated normals on [0, number of checkpoints] to how often each
+[Raju] fits a mixture of three truncated normals on [0, number of checkpoints] to how often each
 sample was selected, and names the groups never / sometimes / always. Here:
 
     counts_k ~ sum_c w_c * P_c(k),  P_c(k) = TN(mu_c, sigma_c; [0, K]) mass of [k - 1/2, k + 1/2]
@@ -41,7 +41,7 @@ def _jax_started() -> bool:
 
 
 def validate_counts(counts, max_count: int, n_components: int = 1) -> np.ndarray:
-    """Check selection counts (001 section 4.3: times each sample was selected over the checkpoints)."""
+    """Check selection counts ([Raju] §4.3: times each sample was selected over the checkpoints)."""
     c = np.asarray(counts)
     if c.ndim != 1 or len(c) == 0:
         raise ValueError(f"counts must be a non-empty 1-D array, got shape {c.shape}")
@@ -72,7 +72,7 @@ def _interval_mass(jnp, ndtr, a, b, mu, sigma):
 
 def binned_probs(mu, sigma, max_count, jnp=np):
     """(C, K+1) matrix: each component's truncated-normal mass of [k - 1/2, k + 1/2] clipped to [0, K]
-    (the binned likelihood of 001 section 4.3's mixture over integer counts)."""
+    (the binned likelihood of [Raju] §4.3's mixture over integer counts)."""
     if jnp is np:
         from scipy.special import ndtr
     else:
@@ -195,7 +195,7 @@ GROUPS = ("never", "sometimes", "always")
 
 def group_labels(means, max_count: int) -> list:
     """Label each component by where its posterior mean lies: below K/6 "never", above 5K/6
-    "always", between "sometimes" (001 Fig. 3 puts the never and always groups at the ends of
+    "always", between "sometimes" ([Raju] Fig. 3 puts the never and always groups at the ends of
     [0, K]). By position rather than by order, so a group the data lacks gets share ~0 instead
     of a split of a neighbouring group."""
     return ["never" if m < max_count / 6 else "always" if m > 5 * max_count / 6 else "sometimes"
@@ -253,7 +253,7 @@ def fit_selection_mixture(counts, max_count: int, n_components: int = 3, num_war
                           kernel: str = "nuts", progress: bool = False, memo: bool = False,
                           restarts: int = 12) -> MixtureFit:
     """Bayesian mixture of ``n_components`` truncated normals over integer selection counts
-    (001 section 4.3, Figs. 3, 7, 8b, 9b; NumPyro in place of the paper's Turing MH).
+    ([Raju] §4.3, Figs. 3, 7, 8b, 9b; NumPyro in place of the paper's Turing MH).
 
     Chains start from a maximum-likelihood fit (`ml_fit`, ``restarts`` starting points), each
     dispersed around it (means +- K/10, scales x e^{+-0.3}, weights from a Dirichlet around the ML
@@ -340,7 +340,7 @@ def _finish(grouped, values, freqs, K, C, divergences, ml) -> MixtureFit:
 
 def compare_components(counts, max_count: int, ks=(1, 2, 3, 4), **kw):
     """Fit K = 1..4 components and rank by WAIC and PSIS-LOO (deviance scale, lower is better): does
-    the data support 001's three groups (section 4.3)? Returns (table rows, fits)."""
+    the data support [Raju]'s three groups (section 4.3)? Returns (table rows, fits)."""
     fits = {k: fit_selection_mixture(counts, max_count, n_components=k, **kw) for k in ks}
     best = min(f.waic for f in fits.values())
     rows = [dict(components=k, waic=f.waic, delta_waic=f.waic - best, loo=f.loo, divergences=f.divergences,

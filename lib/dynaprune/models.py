@@ -1,9 +1,9 @@
 """Models built by name: `build_model(name, input_shape, output_dim, **options)`.
 
-- ``mlp``: fully connected ReLU net (003 Fig. 2 uses a 3-layer MLP).
+- ``mlp``: fully connected ReLU net ([OnlineIS] Fig. 2 uses a 3-layer MLP).
 - ``small_cnn``: conv16-conv32-fc64-fc10, CPU-sized (106k parameters on 28x28).
 - ``resnet18/34/50``: the CIFAR form (3x3 stem, stride 1, no max-pool).
-- ``siren``: sine activations with the SIREN initialisation (003 Fig. 4).
+- ``siren``: sine activations with the SIREN initialisation ([OnlineIS] Fig. 4).
 """
 from __future__ import annotations
 

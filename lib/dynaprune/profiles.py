@@ -3,16 +3,20 @@
 - smoke: seconds per notebook (tests): MNIST-1D, a small MLP, 3 epochs, one seed.
 - quick: the main job on 2 CPU cores (`make study`, target cold <= 20 min): Fashion-MNIST,
   first 10k training samples, MLP 784-256-256-10, 8 epochs, 2 seeds.
-- cpu: the largest study that fits a CPU in hours: full Fashion-MNIST, small CNN, 20 epochs, 3 seeds.
+- cpu: the largest study that fits a CPU in hours: full Fashion-MNIST, small CNN, 20 epochs; the headline
+  comparison (05) on 5 paired seeds, every other method on 3; the side studies (04, 06, 07, 08: selection
+  distributions, ablations, label noise, online pruning) on 3 seeds of a 20k subset for 10 epochs.
 - gpu: [Omission] §5's setting: CIFAR-10 ResNet-18, 200 epochs, batch 128, SGD momentum 0.9,
   cosine from 0.1 with 10% warm-up, wd 5e-4, drop_last, augmentation, four seeds (needs CUDA and the data).
+Side studies: notebooks 04, 06, 07 and 08 build their runs from `side_config` (the base plus the
+profile's ``side`` overrides) on ``side_seeds``; for smoke, quick and gpu these equal the base and seeds.
 EL2N's scoring ([Raju] §4: 10 models x 20 epochs) is scaled per profile (el2n_models, el2n_epochs).
 """
 from __future__ import annotations
 
 import torch
 
-from .train import RunConfig
+from .config import RunConfig
 
 # The profile whose results are committed (data/results/) and that `make study` renders; the
 # render test in `make test` renders every notebook of it with computing forbidden.
@@ -40,10 +44,12 @@ PROFILES = {
         base=dict(dataset="fashion_mnist", model="small_cnn", epochs=20, batch_size=128, lr=0.05,
                   schedule="cosine", device="cpu", eval_every=2),
         seeds=[0, 1, 2, 3, 4], ratios=[0.5], secondary_seeds=[0, 1, 2],
+        # side studies: a 20k subset, 10 epochs, evaluated at epochs 5 and 10 (a sixth of a headline run's training)
+        side=dict(train_subset=20_000, epochs=10, eval_every=5), side_seeds=[0, 1, 2],
         headline=["full", "random", "random_dynamic", "omission", "infobatch", "es", "ucb", "online_is",
                   "kakurenbo", "reduce_epochs"],
-        sweep_epochs=20, variance_n=5000, toy_epochs=(1, 20, 100),
-        selection_epochs=20, per_class=1000, noise_rates=[0.1, 0.4], image_size=96, image_epochs=100,
+        sweep_epochs=10, variance_n=5000, toy_epochs=(1, 20, 100),
+        selection_epochs=10, per_class=1000, noise_rates=[0.4], image_size=96, image_epochs=100,
         el2n_models=4, el2n_epochs=5),      # scaled: 10 x 20 CNN epochs would be 10 runs of the study
     "gpu": dict(
         # [Omission] §5: 200 epochs, batch 128, cosine from 0.1, wd 5e-4, 10% warm-up, drop_last=True
@@ -56,10 +62,12 @@ PROFILES = {
 
 
 def get(profile: str) -> dict:
-    """The profile's parameters; a GPU profile on a machine without CUDA is refused clearly."""
+    """The profile's parameters (``side`` and ``side_seeds`` filled in: the base and the seeds unless the
+    profile sets them); a GPU profile on a machine without CUDA is refused clearly."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
-    p = PROFILES[profile]
+    p = {"side": {}, **PROFILES[profile]}
+    p.setdefault("side_seeds", p["seeds"])
     if p["base"]["device"].startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"profile {profile!r} needs a CUDA GPU and this machine has none "
                            "(torch.cuda.is_available() is False). Run smoke/quick/cpu here, or run this "
@@ -70,3 +78,10 @@ def get(profile: str) -> dict:
 def base_config(profile: str, **overrides) -> RunConfig:
     """The profile's base RunConfig with ``overrides``."""
     return RunConfig(**{**get(profile)["base"], **overrides})
+
+
+def side_config(profile: str, **overrides) -> RunConfig:
+    """The base RunConfig of the side studies (04, 06, 07, 08): the base, the profile's ``side``
+    overrides, then ``overrides``."""
+    p = get(profile)
+    return RunConfig(**{**p["base"], **p["side"], **overrides})

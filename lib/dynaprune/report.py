@@ -62,7 +62,7 @@ def final_table(df: pd.DataFrame, by=("sampler", "label")) -> pd.DataFrame:
 
 def at_budget(df: pd.DataFrame, column: str, budget: float, by=("sampler", "label")) -> pd.DataFrame:
     """Test accuracy of each run at the last evaluated epoch with `column` <= budget (equal-time or
-    equal-step views of 003 Table 1), averaged over seeds."""
+    equal-step views of [OnlineIS] Table 1), averaged over seeds."""
     d = df[(df[column] <= budget) & df["test_acc"].notna()]
     last = d.sort_values("epoch").groupby("key").tail(1)
     by = [b for b in by if b in last.columns]

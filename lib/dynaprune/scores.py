@@ -1,12 +1,12 @@
 """Per-sample importance signals, one function each.
 
 - `per_sample_loss`: l_i (reduction="none").
-- `output_grad_norm_ce`: ||dl_i/dz_i|| = ||softmax(z_i) - onehot(y_i)|| (003 eq. 7; EL2N; 000 section 3.2 g~_i).
+- `output_grad_norm_ce`: ||dl_i/dz_i|| = ||softmax(z_i) - onehot(y_i)|| ([OnlineIS] eq. 7; EL2N; [Omission] §3.2 g~_i).
 - `output_grad_norm`: the same by autodiff for any per-sample loss (e.g. MSE regression).
 - `per_sample_grad_norms`: exact ||grad_theta l_i||: fast path from the activation x output-gradient
   identity for Linear / Conv2d layers (about one backward), `torch.func.vmap(grad)` as general fallback.
 - `dlis_norm`: Katharopoulos & Fleuret 2018 (DLIS) last-layer gradient norm.
-- `GradNormMemory`: SRGD-style memory of each sample's last observed full gradient norm (003 Fig. 2).
+- `GradNormMemory`: SRGD-style memory of each sample's last observed full gradient norm ([OnlineIS] Fig. 2).
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def _check_pair(outputs, targets):
 
 
 def per_sample_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str = "ce") -> torch.Tensor:
-    """Per-sample loss l_i (000 section 2's l_i(theta); 001 eq. 1 for cross-entropy): cross-entropy on
-    logits, or squared error summed over output dims ("mse", 003's regression tasks)."""
+    """Per-sample loss l_i ([Omission] §2's l_i(theta); [Raju] eq. 1 for cross-entropy): cross-entropy on
+    logits, or squared error summed over output dims ("mse", [OnlineIS]'s regression tasks)."""
     _check_pair(outputs, targets)
     if loss == "ce":
         return F.cross_entropy(outputs, targets, reduction="none")
@@ -34,7 +34,7 @@ def per_sample_loss(outputs: torch.Tensor, targets: torch.Tensor, loss: str = "c
 
 
 def output_grad_norm_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Closed form of ||d CE(z_i, y_i) / d z_i|| = ||softmax(z_i) - onehot(y_i)||_2 (003 eq. 7)."""
+    """Closed form of ||d CE(z_i, y_i) / d z_i|| = ||softmax(z_i) - onehot(y_i)||_2 ([OnlineIS] eq. 7)."""
     _check_pair(logits, targets)
     with torch.no_grad():
         d = torch.softmax(logits.float(), dim=1)
@@ -43,7 +43,7 @@ def output_grad_norm_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
 
 
 def output_grad_norm(outputs: torch.Tensor, targets: torch.Tensor, loss: str = "ce") -> torch.Tensor:
-    """||d l_i / d z_i|| by autodiff, for any per-sample loss of `per_sample_loss` (003 section 3, "autodiff")."""
+    """||d l_i / d z_i|| by autodiff, for any per-sample loss of `per_sample_loss` ([OnlineIS] §3, "autodiff")."""
     z = outputs.detach().float().requires_grad_(True)
     with torch.enable_grad():
         l = per_sample_loss(z, targets, loss)
@@ -113,7 +113,7 @@ def _vmap_norms(model, x, y, loss, chunk=256):
 
 def per_sample_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "ce",
                           method: str = "auto") -> torch.Tensor:
-    """Exact ||grad_theta l_i(theta)|| for each sample (000 Theorem 1's ||g_i||).
+    """Exact ||grad_theta l_i(theta)|| for each sample ([Omission] Theorem 1's ||g_i||).
 
     ``method``: "fast" (Linear/Conv2d identity, about one backward), "vmap"
     (`torch.func`, any model, ~100x slower), "auto" (fast when every parameter
@@ -132,7 +132,7 @@ def per_sample_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lo
 
 
 def dlis_norm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "ce") -> torch.Tensor:
-    """DLIS signal (Katharopoulos & Fleuret 2018, as in 003 Fig. 2): the norm of the per-sample gradient
+    """DLIS signal (Katharopoulos & Fleuret 2018, as in [OnlineIS] Fig. 2): the norm of the per-sample gradient
     of the last Linear layer's parameters, ||a_i||^2 ||g_i||^2 + ||g_i||^2 with a_i its input."""
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     store = {}
@@ -148,7 +148,7 @@ def dlis_norm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "c
 
 
 class GradNormMemory:
-    """SRGD-style memory (El Hanchi & Stephens 2022, 003 Fig. 2): the last observed full gradient
+    """SRGD-style memory (El Hanchi & Stephens 2022, [OnlineIS] Fig. 2): the last observed full gradient
     norm of each sample, initialised to ``init``; sampling probabilities proportional to it."""
 
     def __init__(self, n: int, init: float = 1.0):

@@ -57,7 +57,7 @@ def runs(configs, jobs: int | None = None, executor: str | None = None, progress
             with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
                 list(pool.map(_run_one, todo, [threads] * len(todo)))
         else:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
             for c in tqdm(todo, disable=not progress, desc="runs"):
                 run(c)
     out = []

@@ -1,12 +1,12 @@
 """Sampling theory: optimal Bernoulli probabilities, smoothing, exact estimator variances.
 
-Sources: 000 (Omission) section 2 (the L-smooth descent bound), section 3.1
+Sources: [Omission] section 2 (the L-smooth descent bound), section 3.1
 (eq. 3-4, Theorem 1/2), section 3.2.2 (eq. 5-6 and the bound p_i >= (b/B) sqrt(alpha)),
-appendix A; 003 section 3 (sampling with replacement, weights 1/(n p)).
+appendix A; [OnlineIS] §3 (sampling with replacement, weights 1/(n p)).
 
 Conventions: an estimator of the mean gradient gbar = (1/N) sum_i g_i over a
-pool of N samples ("B" in 000). Variances are total variances (trace of the
-covariance), E||ghat - gbar||^2, as in 000 section 2.
+pool of N samples ("B" in [Omission]). Variances are total variances (trace of the
+covariance), E||ghat - gbar||^2, as in [Omission] §2.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def _check_budget(budget, n):
 
 
 def optimal_bernoulli_probs(scores, budget, method: str = "sort", tol: float = 1e-12, max_iter: int = 200):
-    """Optimal inclusion probabilities p_i = min(s_i / c, 1) with sum p = budget (000 Theorem 1, eq. 3).
+    """Optimal inclusion probabilities p_i = min(s_i / c, 1) with sum p = budget ([Omission] Theorem 1, eq. 3).
 
     ``scores`` are non-negative s_i = ||g_i|| (Theorem 1), or sqrt(E||g_i||^2)
     under random augmentation / dropout (Theorem 2). They minimise
@@ -100,10 +100,10 @@ def optimal_bernoulli_probs(scores, budget, method: str = "sort", tol: float = 1
 
 
 def smoothed_probs(scores, budget, alpha: float = 0.1, method: str = "sort"):
-    """000 eq. 5: p_i = min(sqrt((1 - alpha) SCORE_i + alpha mean_j SCORE_j) / c, 1), sum p = budget.
+    """[Omission] eq. 5: p_i = min(sqrt((1 - alpha) SCORE_i + alpha mean_j SCORE_j) / c, 1), sum p = budget.
 
     ``scores`` are SCORE_i (squared-norm scale, e.g. the EMA of ||g~_i||^2).
-    Guarantee (000 section 3.2.2, from eq. 6): p_i >= (budget / n) sqrt(alpha).
+    Guarantee ([Omission] §3.2.2, from eq. 6): p_i >= (budget / n) sqrt(alpha).
     """
     s, back = _as_numpy(scores)
     if np.any(s < 0):
@@ -132,7 +132,7 @@ def _sq_norms_probs(sq_norms, probs):
 
 
 def bernoulli_variance(sq_norms, probs, pool_size: int | None = None) -> float:
-    """Variance of the weighted Bernoulli estimator (000 eq. 4, section 3.1):
+    """Variance of the weighted Bernoulli estimator ([Omission] eq. 4, section 3.1):
     sum_i (1 - p_i) ||g_i||^2 / (B^2 p_i), with B = ``pool_size`` (default: len)."""
     g2, p = _sq_norms_probs(sq_norms, probs)
     B = len(g2) if pool_size is None else pool_size
@@ -142,8 +142,8 @@ def bernoulli_variance(sq_norms, probs, pool_size: int | None = None) -> float:
 
 
 def replacement_variance(sq_norms, probs, draws: int, mean_grad_sq_norm: float) -> float:
-    """Variance of (1/b) sum_j g_{i_j} / (N q_{i_j}) with b i.i.d. draws i_j ~ q (003 Alg. 1 weights 1/(N q)):
-    (1/b) [ sum_i ||g_i||^2 / (N^2 q_i) - ||gbar||^2 ]. Minimised by q_i proportional to ||g_i|| (000 section 2)."""
+    """Variance of (1/b) sum_j g_{i_j} / (N q_{i_j}) with b i.i.d. draws i_j ~ q ([OnlineIS] Alg. 1 weights 1/(N q)):
+    (1/b) [ sum_i ||g_i||^2 / (N^2 q_i) - ||gbar||^2 ]. Minimised by q_i proportional to ||g_i|| ([Omission] §2)."""
     g2, q = _sq_norms_probs(sq_norms, probs)
     if abs(q.sum() - 1) > 1e-6:
         raise ValueError(f"probs must sum to 1 for sampling with replacement, got {q.sum()}")
@@ -156,7 +156,7 @@ def replacement_variance(sq_norms, probs, draws: int, mean_grad_sq_norm: float) 
 
 
 def uniform_without_replacement_variance(sq_norms, mean_grad_sq_norm: float, b: int) -> float:
-    """Variance of plain mini-batching, the baseline of 000 section 2 and 003 Fig. 2: the mean of b samples
+    """Variance of plain mini-batching, the baseline of [Omission] §2 and [OnlineIS] Fig. 2: the mean of b samples
     drawn uniformly without replacement from N:
     (1/b)(1 - b/N) S^2 with S^2 = (sum ||g_i||^2 - N ||gbar||^2) / (N - 1) (finite-population correction)."""
     g2, _ = _as_numpy(sq_norms, "sq_norms")
@@ -170,7 +170,7 @@ def uniform_without_replacement_variance(sq_norms, mean_grad_sq_norm: float, b: 
 
 
 def infobatch_keep_count(n_well_learned: int, r: float) -> int:
-    """Number of below-mean ("well-learned") samples InfoBatch keeps: int((1 - r) |W|) (004, official code)."""
+    """Number of below-mean ("well-learned") samples InfoBatch keeps: int((1 - r) |W|) ([InfoBatch], official code)."""
     if not 0.0 <= r < 1.0:
         raise ValueError(f"prune ratio r must be in [0, 1), got {r}")
     return int((1 - r) * n_well_learned)
@@ -181,7 +181,7 @@ def infobatch_step_scale(n: int, n_well_learned: int, r: float) -> float:
 
     InfoBatch weights kept well-learned samples by 1/(1 - r) so the *epoch sum*
     of gradients is (nearly) unbiased, but each step divides by its own batch
-    size b (000 section 3: "divide by b instead of B"), and the epoch has only
+    size b ([Omission] §3: "divide by b instead of B"), and the epoch has only
     kept = n - |W| + int((1 - r)|W|) samples. Per step the expected gradient is
     therefore (sum_i E[w_i 1{kept}] g_i) / kept, i.e. scaled by about n / kept = 1/rho.
     With equal gradients this ratio is (n - |W| + int((1-r)|W|)/(1-r)) / kept.
@@ -192,7 +192,7 @@ def infobatch_step_scale(n: int, n_well_learned: int, r: float) -> float:
 
 
 def descent_bound(loss: float, lr: float, smoothness: float, grad_sq_norm: float, variance: float) -> float:
-    """000 section 2, from eq. 1 for an unbiased estimator (E ghat = grad, E||ghat||^2 = ||grad||^2 + Var):
+    """[Omission] §2, from eq. 1 for an unbiased estimator (E ghat = grad, E||ghat||^2 = ||grad||^2 + Var):
     E[L(theta_{t+1})] <= L - lr ||grad||^2 + (lr^2 L / 2)(||grad||^2 + Var).
     Lower variance -> larger guaranteed decrease; the bound is best at lr = ||grad||^2 / (L (||grad||^2 + Var))."""
     if lr < 0 or smoothness < 0 or grad_sq_norm < 0 or variance < 0:

@@ -1,4 +1,5 @@
-"""The training engine: `RunConfig` (plain, frozen data) and `run(config) -> RunResult`.
+"""The training engine: `run(config) -> RunResult` for a `RunConfig` (`dynaprune.config`), and the
+command line of single runs, `python -m dynaprune.train` (also under torchrun).
 
 One loop for every sampler level (set, batch, with replacement); the whole loop is
 `_train_epoch` below. Learning rates are a pure function of training progress
@@ -14,155 +15,21 @@ import math
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import cache as _cache
-from .data import load_dataset, random_crop_flip
+from .cache import RunResult
+from .config import SIGNALS, RunConfig
+from .data import IndexedDataset, LazyImages, load_dataset, random_crop_flip, subset, take
 from .models import build_model
-from .samplers import SAMPLERS, make_sampler
+from .samplers import make_sampler
 from .scores import output_grad_norm_ce, per_sample_loss
-
-SIGNALS = ("loss", "output_grad", "dlis", "grad_norm")
-SCHEDULES = ("constant", "cosine", "multistep", "onecycle")
-OPTIMIZERS = ("sgd", "adam")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that defines a run. Dict-valued options are stored as sorted tuples of pairs."""
-    dataset: str = "fashion_mnist"
-    dataset_options: tuple = ()
-    model: str = "small_cnn"
-    model_options: tuple = ()
-    loss: str = "ce"                 # "ce" or "mse" (regression)
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"         # constant | cosine (with warmup) | multistep | onecycle
-    warmup_epochs: float = 0.0
-    milestones: tuple = ()           # multistep: epochs where lr *= gamma
-    gamma: float = 0.1
-    epochs: int = 5
-    epochs_scale: float = 1.0        # Reducing Epoch (000 section 5): train round(scale * epochs) epochs
-    scale_lr: bool = False           # Reducing Epoch (scaled): lr / epochs_scale
-    batch_size: int = 128
-    sampler: str = "full"
-    sampler_options: tuple = ()
-    augment: bool = False            # random crop + flip on tensors (CIFAR-style images)
-    seed: int = 0
-    device: str = "cpu"
-    eval_every: int = 1
-    time_budget: float | None = None  # seconds of training; stop at the first epoch end past it
-    record_selection: bool = False   # store which samples were backpropagated each epoch (NPZ)
-    train_subset: int | None = None  # the first k training samples (small profiles)
-    final_signals: tuple = ()        # per-sample signals stored at the end: loss, output_grad, dlis, grad_norm
-    drop_last: bool = False          # drop an epoch's last incomplete batch ([Omission] §5 trains with drop_last=True)
-
-    # Fields added after results were cached: left out of `to_dict` (so of the cache key) while they
-    # hold their default, so adding a field does not invalidate every committed run.
-    _LATE_FIELDS = {"drop_last": False}
-
-    def __post_init__(self):
-        for name in ("dataset_options", "model_options", "sampler_options"):
-            v = getattr(self, name)
-            if isinstance(v, dict):
-                object.__setattr__(self, name, tuple(sorted((k, _freeze(x)) for k, x in v.items())))
-        for name in ("milestones", "final_signals"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        _validate_config(self)
-
-    def options(self, name: str) -> dict:
-        return {k: _thaw(v) for k, v in getattr(self, name)}
-
-    @property
-    def train_epochs(self) -> int:
-        """Epochs the loop enters: ceil(epochs * epochs_scale); the last one may be partial."""
-        return max(1, math.ceil(self.epochs * self.epochs_scale - 1e-9))
-
-    @property
-    def run_length(self) -> float:
-        """Epochs of data the run trains on: epochs * epochs_scale exactly (Reducing Epoch x0.3 of 8
-        epochs trains 2.4 epochs, its last epoch cut at 40% of its steps, not round(2.4) = 2)."""
-        return self.epochs * self.epochs_scale
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        for name in ("dataset_options", "model_options", "sampler_options"):
-            d[name] = self.options(name)
-        d["milestones"] = list(self.milestones)
-        d["final_signals"] = list(self.final_signals)
-        for name, default in self._LATE_FIELDS.items():
-            if d[name] == default:
-                del d[name]
-        return d
-
-    def replace(self, **changes) -> "RunConfig":
-        return dataclasses.replace(self, **changes)
-
-
-def _freeze(x):
-    if isinstance(x, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in x.items()))
-    if isinstance(x, (list, tuple)):
-        return tuple(_freeze(v) for v in x)
-    if isinstance(x, np.ndarray):
-        return tuple(x.tolist())
-    return x
-
-
-def _thaw(x):
-    return list(x) if isinstance(x, tuple) else x
-
-
-_TYPES = {"dataset": str, "model": str, "loss": str, "optimizer": str, "lr": (int, float), "momentum": (int, float),
-          "weight_decay": (int, float), "schedule": str, "warmup_epochs": (int, float), "gamma": (int, float),
-          "epochs": int, "epochs_scale": (int, float), "scale_lr": bool, "batch_size": int, "sampler": str,
-          "augment": bool, "seed": int, "device": str, "eval_every": int, "record_selection": bool,
-          "drop_last": bool}
-
-
-def _validate_config(c: RunConfig):
-    for name, typ in _TYPES.items():
-        v = getattr(c, name)
-        if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
-            raise TypeError(f"RunConfig.{name} must be {typ}, got {type(v).__name__} {v!r}")
-    from .data import DATASETS
-    from .models import MODELS
-    for name, known in (("dataset", DATASETS), ("model", MODELS), ("sampler", SAMPLERS),
-                        ("schedule", SCHEDULES), ("optimizer", OPTIMIZERS), ("loss", ("ce", "mse"))):
-        if getattr(c, name) not in known:
-            raise ValueError(f"unknown {name} {getattr(c, name)!r}; known: {', '.join(known)}")
-    bad = [s for s in c.final_signals if s not in SIGNALS]
-    if bad:
-        raise ValueError(f"unknown final_signals {bad}; known: {', '.join(SIGNALS)}")
-    if c.epochs < 1 or c.batch_size < 1 or c.eval_every < 1:
-        raise ValueError("epochs, batch_size and eval_every must be >= 1")
-    if not 0 < c.epochs_scale <= 1:
-        raise ValueError(f"epochs_scale must be in (0, 1], got {c.epochs_scale}")
-    if c.device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {c.device!r} was asked for but this machine has no CUDA GPU "
-                           "(torch.cuda.is_available() is False); use a CPU profile or run it on a GPU machine")
-
-
-@dataclass
-class RunResult:
-    config: RunConfig
-    records: list                    # one dict per epoch
-    arrays: dict = field(default_factory=dict)   # per-sample arrays (NPZ)
-    env: dict = field(default_factory=dict)
-    from_cache: bool = False
-
-    @property
-    def final(self) -> dict:
-        return self.records[-1]
-
+from .static_scores import static_scores
 
 # ----------------------------------------------------------------------------- pieces
 
@@ -195,15 +62,40 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def _world(c: RunConfig) -> tuple[int, int]:
+    """(rank, world size) of the run: a DistributedDataParallel run needs the process group that
+    torchrun (`python -m dynaprune.train`) or the caller initialised, of ``c.world_size`` processes."""
+    if c.world_size == 1:
+        return 0, 1
+    import torch.distributed as dist
+    if not dist.is_initialized() or dist.get_world_size() != c.world_size:
+        raise RuntimeError(f"world_size={c.world_size} needs an initialised torch.distributed process group of that "
+                           "size (launch with torchrun: torchrun --nproc_per_node=N -m dynaprune.train ...)")
+    return dist.get_rank(), c.world_size
+
+
+def _device(c: RunConfig) -> torch.device:
+    """The run's device; each process of a CUDA DDP run takes the GPU of its LOCAL_RANK."""
+    if c.world_size > 1 and c.device == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device(c.device)
+
+
+def _core(model):
+    """The module inside a DistributedDataParallel wrapper (no-grad forwards bypass its collectives)."""
+    return getattr(model, "module", model)
+
+
 def setup(c: RunConfig):
-    """Data (on the device), model, optimiser and sampler of a run."""
-    device = torch.device(c.device)
+    """Data (on the device), model, optimiser and sampler of a run (the model wrapped in
+    DistributedDataParallel and the sampler sharding its plan when ``c.world_size`` > 1)."""
+    device = _device(c)
     ds = load_dataset(c.dataset, **c.options("dataset_options"))
     xtr, ytr = ds.x_train, ds.y_train
     if c.train_subset is not None:
         if not 0 < c.train_subset <= ds.n:
             raise ValueError(f"train_subset must be in 1..{ds.n}, got {c.train_subset}")
-        xtr, ytr = xtr[: c.train_subset], ytr[: c.train_subset]
+        xtr, ytr = subset(xtr, torch.arange(c.train_subset)), ytr[: c.train_subset]
     if c.batch_size > len(xtr):
         raise ValueError(f"batch_size {c.batch_size} is larger than the training set ({len(xtr)} samples)")
     model = build_model(c.model, ds.input_shape, ds.output_dim, seed=c.seed, **c.options("model_options")).to(device)
@@ -215,11 +107,17 @@ def setup(c: RunConfig):
         sampler_kw.setdefault("batch_size", c.batch_size)
     protocol = {k: sampler_kw.pop(k) for k in ("score_models", "score_epochs") if k in sampler_kw}
     if c.sampler in ("el2n", "forgetting") and "scores" not in sampler_kw:
-        sc, secs = static_scores(c.sampler, c, xtr, ytr, ds, **protocol)
+        # the engine hands its plain loop to the scorer (static_scores does not import the engine)
+        sc, secs = static_scores(c.sampler, c, xtr, ytr, ds, fit=_train_plain, predict=predict, **protocol)
         sampler_kw.update(scores=sc, scoring_seconds=secs)
-    sampler = make_sampler(c.sampler, len(xtr), seed=c.seed, **sampler_kw)
+    rank, world = _world(c)
+    sampler = make_sampler(c.sampler, len(xtr), seed=c.seed, distributed=world > 1, **sampler_kw)
     data = dict(x=xtr.to(device), y=ytr.to(device), x_test=ds.x_test.to(device), y_test=ds.y_test.to(device))
-    return ds, data, model, _optimizer(c, model), sampler
+    opt = _optimizer(c, model)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return ds, data, model, opt, sampler
 
 
 def _forward(model, x, c, device):
@@ -228,16 +126,38 @@ def _forward(model, x, c, device):
 
 
 @torch.no_grad()
-def evaluate(model, x, y, c, device, chunk=4096):
+def evaluate(model, x, y, c, device, chunk=4096, n=None):
+    """Mean loss and accuracy on the first ``n`` (default all) samples of ``x, y``."""
     model.eval()
+    n = len(x) if n is None else n
     tot, correct = 0.0, 0
-    for s in range(0, len(x), chunk):
-        out = _forward(model, x[s:s + chunk], c, device)
-        tot += float(per_sample_loss(out, y[s:s + chunk], c.loss).sum())
+    for s in range(0, n, chunk):
+        out = _forward(model, take(x, slice(s, min(s + chunk, n)), device), c, device)
+        tot += float(per_sample_loss(out, y[s:min(s + chunk, n)], c.loss).sum())
         if c.loss == "ce":
-            correct += int((out.argmax(1) == y[s:s + chunk]).sum())
+            correct += int((out.argmax(1) == y[s:min(s + chunk, n)]).sum())
     model.train()
-    return tot / len(x), (correct / len(x) if c.loss == "ce" else float("nan"))
+    return tot / n, (correct / n if c.loss == "ce" else float("nan"))
+
+
+def _workers() -> int:
+    return int(os.environ.get("DYNAPRUNE_WORKERS", min(4, os.cpu_count() or 1)))
+
+
+def _batches(sampler, x, y, B, device):
+    """(indices, inputs, targets) of each (meta-)batch of B in the sampler's order: indexed from the
+    in-memory tensors, or, for images on disk (`LazyImages`), loaded by a DataLoader's workers with
+    the sampler as its sampler (the same batches either way)."""
+    if isinstance(x, LazyImages):
+        loader = torch.utils.data.DataLoader(IndexedDataset(x, y.cpu()), batch_size=B, sampler=sampler,
+                                             num_workers=_workers(), pin_memory=device.type == "cuda")
+        for xb, yb, idx in loader:
+            yield idx, xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        return
+    it = iter(sampler)
+    while idx := list(islice(it, B)):                          # lazy: online_is draws with the current q
+        idx = torch.tensor(idx)
+        yield idx, x[idx.to(device)], y[idx.to(device)]
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -245,16 +165,16 @@ def evaluate(model, x, y, c, device, chunk=4096):
 def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fraction=1.0):
     """One epoch for any sampler level (``fraction`` < 1: only that share of its steps, the partial
     last epoch of Reducing Epoch). Fills `rec` (times, counts, losses)."""
-    x, y, b = data["x"], data["y"], c.batch_size
+    x, y, b = data["x"], data["y"], c.batch_size // c.world_size   # this process's share of the global batch
     t = time.perf_counter
-    req = sampler.scoring_request(epoch)                      # scoring pass (001, KAKURENBO)
+    req = sampler.scoring_request(epoch)                      # scoring pass ([Raju], KAKURENBO)
     t0 = t()
     if req is not None:
         model.eval()
         with torch.no_grad():
             for s in range(0, len(req), 4096):
                 i = req[s:s + 4096]
-                out = _forward(model, x[i.to(device)], c, device)
+                out = _forward(_core(model), take(x, i, device), c, device)
                 sampler.observe(i, per_sample_loss(out, y[i.to(device)], c.loss), logits=out, targets=y[i.to(device)])
                 rec["forwarded"] += len(i)
         model.train()
@@ -262,14 +182,15 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
     B = sampler.meta_batch_size(b) if sampler.level == "batch" else b
     steps = (len(sampler) // B if c.drop_last else math.ceil(len(sampler) / B)) or 1
     _sync(device); rec["t_select"] += t() - t0
-    it, k = iter(sampler), 0
+    batches, k = _batches(sampler, x, y, B, device), 0
     stop = steps if fraction >= 1 else max(1, round(fraction * steps))
-    while k < stop and (idx := list(islice(it, B))):           # lazy: online_is draws with the current q
+    while k < stop:
+        t0 = t()
+        if (nxt := next(batches, None)) is None:
+            break
+        idx, xb, yb = nxt
         if c.drop_last and len(idx) < B and k > 0:             # a tiny last batch carrying large weights
             break
-        t0 = t()
-        idx = torch.tensor(idx)
-        xb, yb = x[idx.to(device)], y[idx.to(device)]
         if c.augment:
             xb = random_crop_flip(xb, gen)
         _sync(device); t1 = t(); rec["t_data"] += t1 - t0
@@ -278,7 +199,7 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
             if sampler.needs_forward:                          # selecting must not change the model:
                 model.eval()                                   # no BatchNorm statistics, no dropout
                 with torch.no_grad():
-                    out = _forward(model, xb, c, device)
+                    out = _forward(_core(model), xb, c, device)
                 model.train()
                 rec["forwarded"] += len(idx)
             _sync(device); t2 = t(); rec["t_forward"] += t2 - t1
@@ -292,9 +213,9 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
         out = _forward(model, xb, c, device)
         losses = per_sample_loss(out, yb, c.loss)
         _sync(device); t2 = t(); rec["t_forward"] += t2 - t1
-        if not bool(torch.isfinite(losses.detach()).all()):   # diverged (e.g. large 1/(1-r) weights):
-            rec["diverged"] = True                              # a result to report, not a crash
-            break
+        if c.world_size == 1 and not bool(torch.isfinite(losses.detach()).all()):   # diverged (e.g. large 1/(1-r)
+            rec["diverged"] = True                  # weights): a result to report, not a crash; DDP ranks decide
+            break                                   # together at the epoch's end (`run`), or one rank would hang
         loss = sampler.reweight(idx, losses, logits=out.detach(), targets=yb)
         t3 = t(); rec["t_select"] += t3 - t2
         opt.zero_grad(set_to_none=True)
@@ -306,6 +227,7 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
         if sel is not None:
             sel[idx] = True
         k += 1
+    batches.close()                                            # stops a DataLoader's workers early
     rec["lr"] = opt.param_groups[0]["lr"]
 
 
@@ -326,20 +248,22 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
         if hit is not None:
             return hit
         _cache.refuse_miss(f"the run {_cache.key(c)}: {c}")
-    device = torch.device(c.device)
+    device = _device(c)
     ds, data, model, opt, sampler = setup(c)
+    rank, world = _world(c)
     gen = torch.Generator().manual_seed(c.seed + 1)          # augmentation
     n, E = len(data["x"]), c.train_epochs
     records, sel_bits, start = [], [], 0
-    ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{_cache.key(c)}.pt"
+    ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / (
+        f"{_cache.key(c)}.pt" if world == 1 else f"{_cache.key(c)}.rank{rank}.pt")   # each rank its sampler stream
     if ckpt is not None and ckpt.exists():
         st = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"])
+        _core(model).load_state_dict(st["model"]); opt.load_state_dict(st["opt"])
         sampler.load_state_dict(st["sampler"]); gen.set_state(st["gen"])
         records, sel_bits, start = st["records"], st["sel_bits"], st["epoch"] + 1
     train_time = sum(r["t_train"] for r in records)
-    from tqdm.auto import tqdm
-    bar = tqdm(range(start, E), disable=not progress, desc=f"{c.sampler}")
+    from tqdm import tqdm
+    bar = tqdm(range(start, E), disable=not progress or rank > 0, desc=f"{c.sampler}")
     done_here = 0
     for epoch in bar:
         rec = dict(epoch=epoch, t_data=0.0, t_forward=0.0, t_backward=0.0, t_select=0.0, forwarded=0,
@@ -349,22 +273,24 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
         _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel,
                      fraction=min(1.0, c.run_length - epoch))
         rec["t_train"] = time.perf_counter() - t0
+        if world > 1:
+            _reduce_epoch(rec, sel, model)
         rec["distinct"] = int(sel.sum())          # distinct samples backpropagated (the pool, for online pruning)
         train_time += rec["t_train"]
         rec["train_loss"] /= max(rec["backpropagated"], 1)
         rec["train_loss_weighted"] /= max(rec["backpropagated"], 1)
         t0 = time.perf_counter()
         if (epoch + 1) % c.eval_every == 0 or epoch == E - 1:
-            rec["test_loss"], rec["test_acc"] = evaluate(model, data["x_test"], data["y_test"], c, device)
+            rec["test_loss"], rec["test_acc"] = evaluate(_core(model), data["x_test"], data["y_test"], c, device)
             # full-data training loss on (up to) the first 10k training samples: comparable across samplers,
             # unlike the loss of the backpropagated samples, which biased samplers choose
             k = min(n, 10_000)
-            rec["train_eval_loss"], rec["train_eval_acc"] = evaluate(model, data["x"][:k], data["y"][:k], c, device)
+            rec["train_eval_loss"], rec["train_eval_acc"] = evaluate(_core(model), data["x"], data["y"], c, device, n=k)
         else:
             rec["test_loss"] = rec["test_acc"] = rec["train_eval_loss"] = rec["train_eval_acc"] = float("nan")
         rec["t_eval"] = time.perf_counter() - t0
         if callback is not None:
-            callback(epoch, model, data)
+            callback(epoch, _core(model), data)
         rec["wall"] = train_time
         rec["t_static_scoring"] = float(getattr(sampler, "scoring_seconds", 0.0))
         rec["cum_backpropagated"] = rec["backpropagated"] + (records[-1]["cum_backpropagated"] if records else 0)
@@ -378,18 +304,36 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
         if ckpt is not None and ((epoch + 1) % checkpoint_every == 0 or epoch == E - 1):
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             tmp = ckpt.with_suffix(f".tmp{os.getpid()}")
-            torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), sampler=sampler.state_dict(),
+            torch.save(dict(model=_core(model).state_dict(), opt=opt.state_dict(), sampler=sampler.state_dict(),
                             gen=gen.get_state(), records=records, sel_bits=sel_bits, epoch=epoch), tmp)
             os.replace(tmp, ckpt)
         if budget_hit or rec.get("diverged"):
             break
         if stop_after is not None and done_here >= stop_after and epoch < E - 1:
-            return RunResult(c, records, {}, _env(device), False)
-    arrays = _final_arrays(c, model, data, sampler, device, sel_bits, n)
-    result = RunResult(c, records, arrays, _env(device), False)
-    if use_cache:
+            return RunResult(c, records, {}, _env(device, world), False)
+    arrays = _final_arrays(c, _core(model), data, sampler, device, sel_bits, n)
+    result = RunResult(c, records, arrays, _env(device, world), False)
+    if use_cache and rank == 0:                  # one writer; every rank returns the same records
         _cache.save(result, root)
     return result
+
+
+def _reduce_epoch(rec, sel, model):
+    """Sum a DDP epoch's counters over the ranks, OR their selections, and stop every rank together
+    when any rank's loss turned non-finite (the parameters are shared, so all ranks diverged)."""
+    import torch.distributed as dist
+    keys = ("forwarded", "backpropagated", "train_loss", "train_loss_weighted")
+    dev = next(_core(model).parameters()).device
+    v = torch.tensor([float(rec[k]) for k in keys] + [float(not all(torch.isfinite(p).all() for p in model.parameters()))],
+                     dtype=torch.float64, device=dev)
+    dist.all_reduce(v)
+    for k, x in zip(keys, v.tolist()):
+        rec[k] = int(x) if k in ("forwarded", "backpropagated") else x
+    if v[-1] > 0:
+        rec["diverged"] = True
+    s = sel.to(dev, torch.uint8)
+    dist.all_reduce(s, op=dist.ReduceOp.MAX)
+    sel.copy_(s.cpu().bool())
 
 
 @torch.no_grad()
@@ -397,7 +341,7 @@ def predict(model, x, c, device, chunk=4096) -> torch.Tensor:
     """Model outputs on ``x`` in chunks (whole training sets do not fit one forward on a GPU)."""
     was = model.training
     model.eval()
-    out = torch.cat([_forward(model, x[s:s + chunk], c, device) for s in range(0, len(x), chunk)])
+    out = torch.cat([_forward(model, take(x, slice(s, s + chunk), device), c, device) for s in range(0, len(x), chunk)])
     model.train(was)
     return out
 
@@ -423,9 +367,9 @@ def per_sample_signal(name, model, x, y, loss="ce", chunk=2048) -> torch.Tensor:
     """One of SIGNALS for every sample (model in eval mode), as float32 on the CPU."""
     from .scores import dlis_norm, output_grad_norm, per_sample_grad_norms
     model.eval()
-    parts = []
+    parts, dev = [], next(model.parameters()).device
     for s in range(0, len(x), chunk):
-        xb, yb = x[s:s + chunk], y[s:s + chunk]
+        xb, yb = take(x, slice(s, s + chunk), dev), y[s:s + chunk]
         if name == "loss":
             with torch.no_grad():
                 v = per_sample_loss(model(xb), yb, loss)
@@ -441,74 +385,22 @@ def per_sample_signal(name, model, x, y, loss="ce", chunk=2048) -> torch.Tensor:
 
 
 def selection_counts(result: RunResult) -> np.ndarray:
-    """How many epochs each sample was backpropagated in (001's selection distribution)."""
+    """How many epochs each sample was backpropagated in ([Raju]'s selection distribution)."""
     bits = result.arrays["selection_bits"]
     n = int(result.arrays["n"])
     return np.unpackbits(bits, axis=1, count=n).sum(0)
 
 
-def _env(device):
-    return dict(device=str(device), device_name=(torch.cuda.get_device_name(device) if device.type == "cuda"
+def _env(device, world_size=1):
+    return dict(device=str(device), world_size=int(world_size), device_name=(torch.cuda.get_device_name(device) if device.type == "cuda"
                                                    else platform.processor() or platform.machine()),
                 torch=torch.__version__, threads=torch.get_num_threads(),
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
 
-# ----------------------------------------------------------------------------- static scores
-
-EL2N_MODELS, EL2N_EPOCHS = 10, 20   # [Raju] §4: "average over 10 independent models trained for 20 epochs each"
-
-
-def static_scores(kind: str, c: RunConfig, x, y, ds, score_models: int = EL2N_MODELS,
-                  score_epochs: int = EL2N_EPOCHS):
-    """EL2N (Paul et al. 2021, by [Raju] §4's protocol: the mean over ``score_models`` independent
-    models, each trained for ``score_epochs`` epochs on its own schedule, of ||softmax - onehot||)
-    or forgetting counts (Toneva et al. 2019: correct -> incorrect transitions over a full run of
-    the run's length; never-learned samples count as most forgotten). Returns (scores, seconds
-    spent). Cached as an analysis (`cache.memo`): runs at several keep ratios share one scoring, and
-    the seconds reported are those measured when it was computed."""
-    if int(score_models) < 1 or int(score_epochs) < 1:
-        raise ValueError(f"score_models and score_epochs must be >= 1, got {score_models}, {score_epochs}")
-    base = c.replace(sampler="full", sampler_options=(), record_selection=False, time_budget=None,
-                     final_signals=(), epochs_scale=1.0, scale_lr=False)
-    params = dict(kind=kind, base=base.to_dict(), n=len(x),
-                  **(dict(models=int(score_models), epochs=int(score_epochs)) if kind == "el2n" else {}))
-    out = _cache.memo("static_scores", params, lambda: _static_scores(kind, base, x, y, ds, int(score_models),
-                                                                   int(score_epochs)))
-    return torch.as_tensor(out["scores"]), float(out["seconds"])
-
-
-def _static_scores(kind, base, x, y, ds, models, epochs):
-    t0 = time.perf_counter()
-    if kind == "el2n":
-        tot = torch.zeros(len(x))
-        f = epochs / base.epochs   # each scoring model on its own schedule: warm-up and milestones scaled
-        for m in range(models):
-            cfg = base.replace(seed=base.seed * 100 + m + 1, epochs=epochs, warmup_epochs=base.warmup_epochs * f,
-                               milestones=tuple(ms * f for ms in base.milestones))
-            r = _train_plain(cfg, x, y, ds)
-            tot += output_grad_norm_ce(predict(r, x.to(cfg.device), cfg, torch.device(cfg.device)),
-                                       y.to(cfg.device)).cpu()
-        return dict(scores=(tot / models).numpy(), seconds=np.array(time.perf_counter() - t0))
-    cfg = base.replace(seed=base.seed * 100 + 1)
-    prev = torch.zeros(len(x), dtype=torch.bool)
-    forgot = torch.zeros(len(x))
-    learned = torch.zeros(len(x), dtype=torch.bool)
-
-    def after_epoch(model):
-        nonlocal prev
-        ok = predict(model, x.to(cfg.device), cfg, torch.device(cfg.device)).argmax(1).cpu() == y.cpu()
-        forgot.add_((prev & ~ok).float())
-        learned.logical_or_(ok)
-        prev = ok
-    _train_plain(cfg, x, y, ds, after_epoch)
-    forgot[~learned] = float("inf")
-    scores = torch.nan_to_num(forgot, posinf=float(forgot[learned].max() + 1) if learned.any() else 1.0)
-    return dict(scores=scores.numpy(), seconds=np.array(time.perf_counter() - t0))
-
-
 def _train_plain(cfg, x, y, ds, after_epoch=None):
-    """A plain full-data run on given tensors (for static scores), returning the model."""
+    """A plain full-data run on given tensors (for `static_scores`), returning the model in eval mode;
+    ``after_epoch(model)`` is called after every epoch."""
     device = torch.device(cfg.device)
     model = build_model(cfg.model, ds.input_shape, ds.output_dim, seed=cfg.seed, **cfg.options("model_options")).to(device)
     opt = _optimizer(cfg, model)
@@ -523,3 +415,52 @@ def _train_plain(cfg, x, y, ds, after_epoch=None):
             model.eval(); after_epoch(model); model.train()
     model.eval()
     return model
+
+
+# ----------------------------------------------------------------------------- the command line
+
+CLI_FIELDS = {"dataset": str, "model": str, "sampler": str, "epochs": int, "seed": int, "batch_size": int, "lr": float,
+              "device": str, "train_subset": int, "eval_every": int, "optimizer": str, "schedule": str}
+
+
+def main(argv=None) -> int:
+    """``python -m dynaprune.train [--profile P] [--sampler S --sampler-options JSON ...]``: one run, the
+    profile's base config with the flags given; under torchrun (WORLD_SIZE > 1) with DistributedDataParallel
+    (gloo on the CPU, nccl on CUDA), ``batch_size`` the global batch, rank 0 writing the cache entry.
+    ``--checkpoint-dir`` makes a killed run resume; ``--stop-after N`` returns after N epochs (resumable)."""
+    import argparse
+    import json
+    import torch.distributed as dist
+    from . import profiles
+    ap = argparse.ArgumentParser(prog="python -m dynaprune.train", description="Train one run (cached).")
+    ap.add_argument("--profile", default="smoke", choices=list(profiles.PROFILES), help="base config (default: smoke)")
+    for name, typ in CLI_FIELDS.items():
+        ap.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
+    for name in ("sampler", "dataset", "model"):
+        ap.add_argument(f"--{name}-options", dest=f"{name}_options", type=json.loads, help="a JSON object")
+    ap.add_argument("--record-selection", action="store_true")
+    ap.add_argument("--checkpoint-dir", help="save every epoch here and resume from it")
+    ap.add_argument("--stop-after", type=int, help="return after this many epochs (a time slice; resumable)")
+    a = ap.parse_args(argv)
+    overrides = {k: getattr(a, k) for k in [*CLI_FIELDS, "sampler_options", "dataset_options", "model_options"]
+                 if getattr(a, k) is not None}
+    if a.record_selection:
+        overrides["record_selection"] = True
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    config = profiles.base_config(a.profile, **overrides, world_size=world)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if config.device.startswith("cuda") else "gloo")
+    try:
+        r = run(config, checkpoint_dir=a.checkpoint_dir, stop_after=a.stop_after, use_cache=a.stop_after is None)
+        if int(os.environ.get("RANK", 0)) == 0:
+            print(json.dumps(dict(key=_cache.key(config), world_size=world, epochs_done=len(r.records),
+                                  test_acc=r.records[-1].get("test_acc"), from_cache=r.from_cache,
+                                  backpropagated=sum(x["backpropagated"] for x in r.records))))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

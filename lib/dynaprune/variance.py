@@ -1,10 +1,10 @@
 """Gradient-estimator variance, measured: full and per-sample gradients, exact and Monte Carlo
-variances of each sampling scheme, and the variance curves of 003 Fig. 2.
+variances of each sampling scheme, and the variance curves of [OnlineIS] Fig. 2.
 
 Schemes (estimators of the mean gradient gbar over N samples, batch size b):
 - "uniform": b of N uniformly without replacement, plain mean.
-- "replacement": b i.i.d. draws from q, (1/b) sum g_j / (N q_j) (003 Alg. 1; DLIS).
-- "bernoulli": independent inclusion with p (sum p = b), (1/N) sum_kept g_i / p_i (000 eq. 4).
+- "replacement": b i.i.d. draws from q, (1/b) sum g_j / (N q_j) ([OnlineIS] Alg. 1; DLIS).
+- "bernoulli": independent inclusion with p (sum p = b), (1/N) sum_kept g_i / p_i ([Omission] eq. 4).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ SCHEMES = ("uniform", "replacement", "bernoulli")
 
 def full_gradient(model, x, y, loss="ce", chunk: int = 4096) -> torch.Tensor:
     """Flattened gradient of the mean loss over (x, y), the quantity every estimator targets
-    (000 section 2, nabla L(theta_t)); accumulated in chunks to bound memory."""
+    ([Omission] §2, nabla L(theta_t)); accumulated in chunks to bound memory."""
     params = [p for p in model.parameters() if p.requires_grad]
     total = [torch.zeros_like(p) for p in params]
     for s in range(0, len(x), chunk):
@@ -32,7 +32,7 @@ def full_gradient(model, x, y, loss="ce", chunk: int = 4096) -> torch.Tensor:
 
 
 def per_sample_gradients(model, x, y, loss="ce", chunk: int = 256) -> torch.Tensor:
-    """(N, P) matrix of flattened per-sample gradients g_i (000 section 3.1's g_i), by
+    """(N, P) matrix of flattened per-sample gradients g_i ([Omission] §3.1's g_i), by
     `torch.func.vmap(grad)`, chunked."""
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
@@ -51,8 +51,8 @@ def _stats(G):
 
 
 def estimator_variance(per_sample_grads, probs=None, scheme: str = "uniform", b: int = 1) -> float:
-    """Exact E||ghat - gbar||^2 of ``scheme`` (000 section 2's Var, closed forms of `dynaprune.theory`:
-    000 section 3.1 for Bernoulli, 003 section 3 for sampling with replacement).
+    """Exact E||ghat - gbar||^2 of ``scheme`` ([Omission] §2's Var, closed forms of `dynaprune.theory`:
+    [Omission] §3.1 for Bernoulli, [OnlineIS] §3 for sampling with replacement).
     ``probs``: q (sum 1) for "replacement", inclusion p (sum b) for "bernoulli"."""
     G, g2, m2 = _stats(per_sample_grads)
     if scheme == "uniform":
@@ -68,8 +68,8 @@ def estimator_variance(per_sample_grads, probs=None, scheme: str = "uniform", b:
 
 
 def sample_estimates(per_sample_grads, probs, scheme, b, trials, generator: torch.Generator) -> torch.Tensor:
-    """(trials, P) gradient estimates obtained by actually running ``scheme`` (000 eq. 4 for Bernoulli,
-    003 Alg. 1 line 10 for with replacement, plain mini-batch means for uniform)."""
+    """(trials, P) gradient estimates obtained by actually running ``scheme`` ([Omission] eq. 4 for Bernoulli,
+    [OnlineIS] Alg. 1 line 10 for with replacement, plain mini-batch means for uniform)."""
     G = torch.as_tensor(per_sample_grads, dtype=torch.float64)
     N = len(G)
     if scheme == "uniform":
@@ -87,7 +87,7 @@ def sample_estimates(per_sample_grads, probs, scheme, b, trials, generator: torc
 
 
 def monte_carlo_variance(per_sample_grads, probs=None, scheme="uniform", b=1, trials=2000, seed=0):
-    """Simulate the scheme ``trials`` times (the Monte Carlo check of 000 section 2's Var and of
+    """Simulate the scheme ``trials`` times (the Monte Carlo check of [Omission] §2's Var and of
     unbiasedness): returns (mean squared error to gbar, its standard error, the bias E[ghat] - gbar)."""
     G = torch.as_tensor(per_sample_grads, dtype=torch.float64)
     est = sample_estimates(G, probs, scheme, b, trials, torch.Generator().manual_seed(seed))
@@ -99,16 +99,16 @@ IS_SIGNALS = ("loss", "srgd", "dlis", "output_grad", "exact")
 
 
 def variance_over_training(config, b: int, n_eval: int | None = None, root=None) -> dict:
-    """003 Fig. 2 engine: train ``config`` with uniform sampling and, after every epoch, measure on
+    """[OnlineIS] Fig. 2 engine: train ``config`` with uniform sampling and, after every epoch, measure on
     the first ``n_eval`` training samples the exact variance at batch size b of
     - "uniform": b uniform draws with replacement (the like-for-like baseline of the IS schemes);
       "uniform_no_replacement": ordinary mini-batching (smaller by the factor 1 - b/N);
     - importance sampling with replacement, q proportional to each signal of IS_SIGNALS: the loss,
       SRGD's memory (each sample's exact gradient norm at the previous measurement: the memory of
       El Hanchi & Stephens 2022 when every sample is visited once per epoch), DLIS's last-layer
-      norm, the output-gradient norm (003), and the exact per-sample norm (the optimum, 000 section 2);
-    - "omission_bernoulli": Bernoulli with eq. 5 probabilities (alpha = 0.1) of g~^2, budget b (000).
-    Also the Pearson correlation of each signal with the exact norm (003's inline figure).
+      norm, the output-gradient norm ([OnlineIS]), and the exact per-sample norm (the optimum, [Omission] §2);
+    - "omission_bernoulli": Bernoulli with eq. 5 probabilities (alpha = 0.1) of g~^2, budget b ([Omission]).
+    Also the Pearson correlation of each signal with the exact norm ([OnlineIS]'s inline figure).
     Cached as an analysis (`cache.memo`). Returns arrays keyed "var_<name>" and "corr_<name>" per epoch."""
     from . import cache
     from .scores import dlis_norm, output_grad_norm, per_sample_grad_norms
@@ -150,7 +150,7 @@ def variance_over_training(config, b: int, n_eval: int | None = None, root=None)
 
 
 def signal_costs(model, x, y, loss="ce", repeats: int = 5) -> dict:
-    """Seconds to evaluate each importance metric on a batch (003 Table 2): the loss, the
+    """Seconds to evaluate each importance metric on a batch ([OnlineIS] Table 2): the loss, the
     output-gradient norm in closed form (cross-entropy only) and by autodiff, DLIS, and the exact
     per-sample gradient norms SRGD needs (fast identity and vmap). Median of ``repeats``."""
     import time
@@ -183,11 +183,11 @@ def signal_costs(model, x, y, loss="ce", repeats: int = 5) -> dict:
 
 def signal_variances(model, x, y, signals: dict, b: int, loss="ce", schemes=("replacement",)) -> dict:
     """Variance at batch size b of importance sampling with each signal, at one model state
-    (003 Fig. 2; 000 Theorem 1 for the Bernoulli scheme).
+    ([OnlineIS] Fig. 2; [Omission] Theorem 1 for the Bernoulli scheme).
 
     ``signals`` maps a name to a non-negative per-sample score vector, or None for uniform.
     For "replacement" q is proportional to the score (uniform: q = 1/N); for "bernoulli"
-    p = optimal_bernoulli_probs(score, b) (000 Theorem 1). Returns {(name, scheme): variance}.
+    p = optimal_bernoulli_probs(score, b) ([Omission] Theorem 1). Returns {(name, scheme): variance}.
     """
     G = per_sample_gradients(model, x, y, loss)
     out = {}

@@ -3,10 +3,10 @@
     sampler = make_sampler("omission", n, seed=0, keep_ratio=0.5)
 
 Registry keys and where each method lives:
-- full (basic); random ([Omission]'s, per epoch), random_dynamic (001's, per T_p), uncertainty_ema, epsilon_greedy, ucb (raju: 001);
-  infobatch (infobatch: 004); omission, omission_batch, extra_forward_bernoulli,
-  historical_replacement, historical_ranking (omission: 000); es, eswp (evolved: 002);
-  online_is, online_prune (online_is: 003); weighted_replacement, loss_is,
+- full (basic); random ([Omission]'s, per epoch), random_dynamic ([Raju]'s, per T_p), uncertainty_ema, epsilon_greedy, ucb (raju: [Raju]);
+  infobatch (infobatch: [InfoBatch]); omission, omission_batch, extra_forward_bernoulli,
+  historical_replacement, historical_ranking (omission: [Omission]); es, eswp (evolved: [ES]);
+  online_is, online_prune (online_is: [OnlineIS]); weighted_replacement, loss_is,
   selective_backprop, ordered_sgd, kakurenbo, el2n, forgetting (baselines).
 """
 from __future__ import annotations

@@ -301,7 +301,7 @@ class BatchSampler(DynamicSampler):
 
 
 def grad_norm_sq(outputs, targets) -> torch.Tensor:
-    """||dl/dz||^2 per sample: cross-entropy logits with class targets (003 eq. 7; 000 section 3.2's
+    """||dl/dz||^2 per sample: cross-entropy logits with class targets ([OnlineIS] eq. 7; [Omission] §3.2's
     g~^2), or, for real-valued targets of the outputs' shape, the squared error's 2 (z - y)."""
     targets = torch.as_tensor(targets)
     if targets.is_floating_point() and targets.shape == outputs.shape:

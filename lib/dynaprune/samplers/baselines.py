@@ -1,9 +1,9 @@
-"""Baselines from outside the five papers, as the papers run them (000 section 5, 001, 002).
+"""Baselines from outside the five papers, as the papers run them ([Omission] §5, [Raju], [ES]).
 
 Batch-level, with an extra forward on the meta-batch:
-- `weighted_replacement` (DLIS, Katharopoulos & Fleuret 2018, as in 000 with B = 2b): b draws
+- `weighted_replacement` (DLIS, Katharopoulos & Fleuret 2018, as in [Omission] with B = 2b): b draws
   with replacement, q proportional to g~ (logit-gradient norm), weights 1/(B q_j). Unbiased.
-- `loss_is` (Katharopoulos & Fleuret 2017; B = 4b as in 002): the same with q proportional to l.
+- `loss_is` (Katharopoulos & Fleuret 2017; B = 4b as in [ES]): the same with q proportional to l.
 - `selective_backprop` (Jiang et al. 2019): keep each sample with probability F(l)^beta, F the
   empirical CDF of the last 1024 losses seen. Biased (weight 1); the kept count varies.
 - `ordered_sgd` (Kawaguchi & Lu 2020): the top b = ratio * B losses. Biased.
@@ -12,8 +12,8 @@ Set-level:
   mispredicted or predicted with confidence < tau = 0.7; F steps down over training
   (F, 0.8F, 0.6F, 0.4F by quarters of the run, after the public code's LR milestones); hidden
   samples are re-scored by a scoring pass; `lr_scale` = 1 / (1 - hidden share) for the trainer.
-- `el2n`, `forgetting` (Paul et al. 2021; Toneva et al. 2019; 001's static baselines): a fixed
-  top-k subset by scores computed before training (`dynaprune.train.static_scores`), whose
+- `el2n`, `forgetting` (Paul et al. 2021; Toneva et al. 2019; [Raju]'s static baselines): a fixed
+  top-k subset by scores computed before training (`dynaprune.static_scores`), whose
   cost is reported separately (``scoring_seconds``).
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Evolved Sampling (002, Cheng, Li, Bian): decoupled EMA of losses, annealing, set-level pruning.
+"""Evolved Sampling ([ES], Cheng, Li, Bian): decoupled EMA of losses, annealing, set-level pruning.
 
-Decoupled EMA (002 eq. 2.5), per sample and each time its loss l_i is seen:
+Decoupled EMA ([ES] eq. 2.5), per sample and each time its loss l_i is seen:
     w_i = beta1 * s_i + (1 - beta1) * l_i      (the sampling weight)
     s_i = beta2 * s_i + (1 - beta2) * l_i      (the score), s_i(0) = 1/n.
 Algorithm 1: on each meta-batch of B (extra forward for its losses), b = ratio * B samples
@@ -8,9 +8,9 @@ are drawn without replacement with probability proportional to w (`es`). ESWP ad
 pruning: at the epoch start (1 - r) n samples are drawn without replacement with probability
 proportional to s. Annealing: the first and last E_a = round(0.05 E) epochs use all data (no
 set pruning, the whole meta-batch); at least one epoch each when annealing is on, so short runs
-keep it. Biased by design (weight 1), as in 002.
+keep it. Biased by design (weight 1), as in [ES].
 
-Step regime: in 002 the standard batch is B and ES backpropagates b = ratio * B of it, so it takes
+Step regime: in [ES] the standard batch is B and ES backpropagates b = ratio * B of it, so it takes
 as many steps as full-data training (``steps="equal_steps"``, the default here); ``steps=
 "fewer_steps"`` keeps b and draws B = b / ratio, as [Omission] §5 runs its batch-level baselines.
 ``keep_ratio`` (the share of samples backpropagated over the whole run, annealing included)
@@ -22,7 +22,7 @@ import torch
 
 from .base import BatchSampler, _check_ratio, ratio_or_keep
 
-BETA1, BETA2 = 0.2, 0.9        # ES (002 section 3)
+BETA1, BETA2 = 0.2, 0.9        # ES ([ES] §3)
 BETA2_ESWP = 0.8               # ESWP
 RATIO = 0.25                   # b / B
 PRUNE = 0.2                    # r for ESWP
@@ -38,7 +38,7 @@ def weighted_without_replacement(w: torch.Tensor, k: int, g: torch.Generator) ->
 
 
 class EvolvedSampling(BatchSampler):
-    version = 2  # equal-steps regime by default (002); keep_ratio; eval-mode selection forward
+    version = 2  # equal-steps regime by default ([ES]); keep_ratio; eval-mode selection forward
     requires_num_epochs = True
     step_regime = "equal_steps"
     _state_keys = ("s",)
@@ -99,17 +99,17 @@ class EvolvedSampling(BatchSampler):
 
 
 def es(n, **kw):
-    """002 ES: decoupled EMA on meta-batches, b/B = 25%, annealing."""
+    """[ES] ES: decoupled EMA on meta-batches, b/B = 25%, annealing."""
     return EvolvedSampling(n, **kw)
 
 
 def eswp(n, *, prune=PRUNE, beta2=BETA2_ESWP, **kw):
-    """002 ESWP: ES plus set-level pruning r = 20% proportional to s (beta2 = 0.8)."""
+    """[ES] ESWP: ES plus set-level pruning r = 20% proportional to s (beta2 = 0.8)."""
     return EvolvedSampling(n, prune=prune, beta2=beta2, **kw)
 
 
 def decoupled_ema_trace(losses, beta1: float, beta2: float, s0: float | None = None):
-    """The weight series w(t) of eq. 2.5 along a loss sequence (002 Fig. 1): returns (w, s).
+    """The weight series w(t) of eq. 2.5 along a loss sequence ([ES] Fig. 1): returns (w, s).
     beta1 = beta2 gives the plain EMA of eq. 2.4."""
     l = torch.as_tensor(losses, dtype=torch.float64)
     s = float(l[0]) if s0 is None else float(s0)

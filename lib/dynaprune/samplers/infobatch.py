@@ -1,4 +1,4 @@
-"""InfoBatch (004, the poster; 000 section 3 on its scaling): soft pruning of well-learned samples.
+"""[InfoBatch] (the poster; [Omission] §3 on its scaling): soft pruning of well-learned samples.
 
 Each epoch e < delta * E: samples whose score (latest training loss) is below the mean
 score over all n (stale scores included) are "well-learned"; int((1 - r) |W|) of them are
@@ -8,7 +8,7 @@ epoch 0 prunes nothing.
 
 Differences from the official code, on purpose: our own generator (no global NumPy
 re-seed), `len()` exact before iteration, annealing decided by e >= delta * E for any E.
-``unbiased=True`` divides by the planned set correctly (000 eq. 4 convention): kept
+``unbiased=True`` divides by the planned set correctly ([Omission] eq. 4 convention): kept
 well-learned samples get rho / p_i with p_i = keep/|W| and rho = kept / n, so each step's
 expected gradient is the full-data mean (InfoBatch's own weights scale it by about 1/rho).
 
@@ -25,8 +25,8 @@ import torch
 from ..theory import infobatch_keep_count
 from .base import DynamicSampler, _check_ratio
 
-PRUNE_RATIO = 0.5   # r (004)
-DELTA = 0.875       # annealing starts at delta * E (004)
+PRUNE_RATIO = 0.5   # r ([InfoBatch])
+DELTA = 0.875       # annealing starts at delta * E ([InfoBatch])
 R_MAX = 0.9         # keep_ratio: the largest per-epoch r before the threshold becomes a quantile
 
 

@@ -1,6 +1,6 @@
-"""Omission (000): historically weighted Bernoulli sampling, and 000's section-5 variants.
+"""[Omission]: historically weighted Bernoulli sampling, and [Omission]'s section-5 variants.
 
-Score (000 section 3.2.1): Sbar_i = g~_i^2 / M with M the EMA (beta2 = 0.99) of the batch
+Score ([Omission] §3.2.1): Sbar_i = g~_i^2 / M with M the EMA (beta2 = 0.99) of the batch
 mean of g~^2 (scale normalisation, updated every step), and S_i = EMA (beta1 = 0.9) of
 Sbar_i; g~_i = ||softmax(z_i) - onehot(y_i)|| (the logit gradient). Probabilities: eq. 5,
 p = min(sqrt((1 - a) S_i + a mean S) / c, 1) with sum p = budget (Theorem 2 + smoothing,
@@ -15,7 +15,7 @@ whole set, |kept| / (B p_i) on a meta-batch of B.
 - `historical_replacement`: b draws with replacement, q proportional to sqrt(S), 1/(B q).
 - `historical_ranking`: Selective-Backprop-style keep probability (percentile of the
   historical score S, the same beta1 / beta2 EMA as Omission's)^beta, biased (weight 1).
-Ablations (000 Table 5): ``smoothing=False`` (a = 0), ``ema=False`` (beta1 = 0),
+Ablations ([Omission] Table 5): ``smoothing=False`` (a = 0), ``ema=False`` (beta1 = 0),
 ``scale_norm=False`` (M = 1).
 
 ``bias_correction`` (ours; the paper is silent): S starts at 0 and is read as
@@ -34,15 +34,15 @@ import torch
 from ..theory import optimal_bernoulli_probs, smoothed_probs
 from .base import BatchSampler, DynamicSampler, _check_ratio, grad_norm_sq, ratio_or_keep
 
-BETA1 = 0.9      # EMA of the normalised score (000 section 3.2.1, as in Adam)
+BETA1 = 0.9      # EMA of the normalised score ([Omission] §3.2.1, as in Adam)
 BETA2 = 0.99     # EMA of the mean g~^2 for scale normalisation
 ALPHA = 0.1      # smoothing, eq. 5
-KEEP = 0.5       # rho in 000's experiments
+KEEP = 0.5       # rho in [Omission]'s experiments
 SB_BETA = 1.0    # historical_ranking exponent (Selective Backprop)
 
 
 class _OmissionScore:
-    """S_i and M of 000 section 3.2.1, updated from each training step's logits."""
+    """S_i and M of [Omission] §3.2.1, updated from each training step's logits."""
 
     def __init__(self, n, beta1, beta2, ema=True, scale_norm=True, bias_correction=False):
         self.beta1 = beta1 if ema else 0.0
@@ -108,7 +108,7 @@ def systematic_sample(p: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 class Omission(_ScoreState, DynamicSampler):
-    """000 implementation 2: eq. 5 probabilities over all n at set_epoch, weights rho / p_i."""
+    """[Omission] implementation 2: eq. 5 probabilities over all n at set_epoch, weights rho / p_i."""
 
     version = 2  # bias-corrected scores by default
     needs_logits = True
@@ -141,7 +141,7 @@ class Omission(_ScoreState, DynamicSampler):
 
 
 class OmissionBatch(_ScoreState, BatchSampler):
-    """000 implementation 1: Bernoulli on a meta-batch B = 2b with eq. 5 probabilities (budget b)
+    """[Omission] implementation 1: Bernoulli on a meta-batch B = 2b with eq. 5 probabilities (budget b)
     from the stored scores; weights |kept| / (B p_i) (eq. 4). No extra forward."""
 
     needs_logits = True
@@ -175,7 +175,7 @@ class OmissionBatch(_ScoreState, BatchSampler):
 
 
 class ExtraForwardBernoulli(OmissionBatch):
-    """000 section 5: Theorem 1 probabilities from the current g~ of the meta-batch (extra forward)."""
+    """[Omission] §5: Theorem 1 probabilities from the current g~ of the meta-batch (extra forward)."""
 
     needs_forward = True
     version = 2  # eval-mode selection forward
@@ -191,7 +191,7 @@ class ExtraForwardBernoulli(OmissionBatch):
 
 
 class HistoricalReplacement(OmissionBatch):
-    """000 section 5: b = ratio * B draws with replacement, q proportional to sqrt(S); weights 1/(B q)."""
+    """[Omission] §5: b = ratio * B draws with replacement, q proportional to sqrt(S); weights 1/(B q)."""
 
     def _select(self, idx, losses, logits, targets):
         B = len(idx)
@@ -203,7 +203,7 @@ class HistoricalReplacement(OmissionBatch):
 
 
 class HistoricalRanking(OmissionBatch):
-    """000 section 5: Selective Backprop's keep probability F^beta, with F the percentile of the
+    """[Omission] §5: Selective Backprop's keep probability F^beta, with F the percentile of the
     sample's historical score S (the EMA of Omission, beta1 = 0.9, beta2 = 0.99) among all n stored
     scores as they stood at the start of the epoch (ranked once per epoch, ties in random order, so
     percentiles are uniform even while every score still holds its starting value). E[F^beta] =

@@ -1,6 +1,6 @@
-"""Online importance sampling and online data pruning (003).
+"""Online importance sampling and online data pruning ([OnlineIS]).
 
-Importance (003 section 4, eq. 7): q_i tracks g~_i = ||dl_i/dz_i|| (closed form
+Importance ([OnlineIS] §4, eq. 7): q_i tracks g~_i = ||dl_i/dz_i|| (closed form
 softmax - onehot for cross-entropy) or, with ``metric="loss"``, the loss ("Loss IS").
 Algorithm 1: epoch 0 visits every sample once (uniform, no replacement) to initialise q;
 then each step draws b samples with replacement from p = q / sum q over the active pool
@@ -9,8 +9,8 @@ for the drawn samples (line 12); q += eps at each epoch end (line 13). An epoch 
 n / b steps as in Algorithm 1 line 5 (``equal_steps=False``: m / b, saving backprops once pruned).
 Algorithm 2 (online pruning): every ``prune_every`` epochs, samples with
 q <= sum(q) / (K |pool|) leave the pool for good.
-- `online_is`: Algorithm 1 (``prune_K`` adds Algorithm 2, as in 003's "IS + pruning").
-- `online_prune`: Algorithm 2 alone: uniform over the pool, weight 1. As in 003's experiments
+- `online_is`: Algorithm 1 (``prune_K`` adds Algorithm 2, as in [OnlineIS]'s "IS + pruning").
+- `online_prune`: Algorithm 2 alone: uniform over the pool, weight 1. As in [OnlineIS]'s experiments
   ("the number of steps per epoch remains consistent with the non-pruned experiments"), an epoch
   has n samples by default: the pool is passed over in fresh random orders until n are drawn, so
   samples that stay are seen more than once. ``equal_steps=False`` makes an epoch one pass over the
@@ -27,10 +27,10 @@ import torch
 
 from .base import DynamicSampler, _check_ratio, grad_norm_sq
 
-ALPHA = 0.3          # 003 App. C (CIFAR, image regression); {0, 0.1, 0.2, 0.3} by task
+ALPHA = 0.3          # [OnlineIS] App. C (CIFAR, image regression); {0, 0.1, 0.2, 0.3} by task
 EPS = 1e-4           # q += eps each epoch ("small")
 K = 4.0              # reduction factor (CIFAR); 2 for image regression
-PRUNE_EVERY = 20     # epochs between pruning rounds (003 App. C, MNIST)
+PRUNE_EVERY = 20     # epochs between pruning rounds ([OnlineIS] App. C, MNIST)
 METRICS = ("grad", "loss")
 CRITERIA = ("importance", "random")   # online_prune: what decides who leaves the pool
 
@@ -117,7 +117,7 @@ class SumTree:
 
 
 class OnlineIS(_Importance):
-    """003 Algorithm 1: sampling with replacement proportional to q, weights 1/(m p).
+    """[OnlineIS] Algorithm 1: sampling with replacement proportional to q, weights 1/(m p).
     Draws use a `SumTree` kept in step with q: O(b log n) per step."""
 
     level = "replacement"
@@ -176,9 +176,9 @@ class OnlineIS(_Importance):
 
 
 class OnlinePrune(_Importance):
-    """003 Algorithm 2 alone: the pool shrinks every `prune_every` epochs; uniform over the pool."""
+    """[OnlineIS] Algorithm 2 alone: the pool shrinks every `prune_every` epochs; uniform over the pool."""
 
-    version = 2  # equal steps per epoch by default (003 §5); keep_ratio with equal_steps=False
+    version = 2  # equal steps per epoch by default ([OnlineIS] §5); keep_ratio with equal_steps=False
 
     def __init__(self, n, *, prune_K=K, equal_steps: bool = True, keep_ratio: float | None = None,
                  criterion: str = "importance", pool_schedule=None, **kw):
@@ -196,7 +196,7 @@ class OnlinePrune(_Importance):
         self.keep_ratio, self.pool_factor = None, None
         if keep_ratio is not None:
             if self.equal_steps:
-                raise ValueError("with equal steps (the default, as in 003) online pruning backpropagates n samples "
+                raise ValueError("with equal steps (the default, as in [OnlineIS]) online pruning backpropagates n samples "
                                  "every epoch, so keep_ratio cannot apply; pass equal_steps=False to shrink epochs")
             if self.num_epochs is None:
                 raise ValueError("keep_ratio needs num_epochs (the share is over the whole run)")

@@ -1,21 +1,21 @@
-"""Raju et al., "Accelerating deep learning with dynamic data pruning" (001).
+"""Raju et al., "Accelerating deep learning with dynamic data pruning" ([Raju]).
 
 Algorithm 1: every T_p epochs (a checkpoint) the model scores the whole training set,
 and a subset of k = keep_ratio * n samples is selected for the next T_p epochs.
-- `random_dynamic` (001's "random dynamic"): a uniform subset, re-drawn at each checkpoint
-  (default T_p = 10, like 001's other methods; compare them at the same T_p).
+- `random_dynamic` ([Raju]'s "random dynamic"): a uniform subset, re-drawn at each checkpoint
+  (default T_p = 10, like [Raju]'s other methods; compare them at the same T_p).
 - `random` ([Omission]'s "Random"): the same class re-drawn every epoch (T_p = 1).
 - `uncertainty_ema`: score = per-sample cross-entropy (eq. 1) filtered by the EMA of
   eq. 2, s = alpha * l + (1 - alpha) * s_prev (alpha = 0.8); top k.
 - `epsilon_greedy` (section 3.2.2): (1 - eps) k top by s, eps k uniformly from the rest.
 - `ucb` (eq. 3-4): var = (1 - alpha) var_prev + alpha (l - s_prev)^2, top k by s + c var.
 The first checkpoint starts the EMA at the random model's losses and the variance at 0.
-These methods are biased on purpose (weight 1; 000 section 3 remarks it).
+These methods are biased on purpose (weight 1; [Omission] §3 remarks it).
 
 Scoring passes: at a checkpoint, `scoring_request(epoch)` returns all n indices; the
 caller runs a no-grad forward over them and passes the losses to `observe` before
-`set_epoch`. Training losses passed to `reweight` do not change the scores (001 scores
-only at checkpoints). The values of eps and c are not stated in the text we have (001
+`set_epoch`. Training losses passed to `reweight` do not change the scores ([Raju] scores
+only at checkpoints). The values of eps and c are not stated in the text we have ([Raju]
 reports both as insensitive); the defaults below are ours.
 """
 from __future__ import annotations
@@ -24,17 +24,17 @@ import torch
 
 from .base import DynamicSampler, _check_ratio
 
-ALPHA = 0.8        # eq. 2, weight on the new loss (001 section 4)
-PERIOD = 10        # T_p (001 section 4)
-EPSILON = 0.1      # eps-greedy exploration share (ours; 001: insensitive)
-C = 1.0            # UCB confidence (ours; 001: insensitive)
+ALPHA = 0.8        # eq. 2, weight on the new loss ([Raju] §4)
+PERIOD = 10        # T_p ([Raju] §4)
+EPSILON = 0.1      # eps-greedy exploration share (ours; [Raju]: insensitive)
+C = 1.0            # UCB confidence (ours; [Raju]: insensitive)
 
 
 class RandomDynamic(DynamicSampler):
-    """001 "random dynamic": a uniform keep_ratio * n subset, re-drawn every `period` epochs.
+    """[Raju] "random dynamic": a uniform keep_ratio * n subset, re-drawn every `period` epochs.
     ``rescale=True`` weights each sample by 1/keep_ratio (InfoBatch-style step scaling).
     ``always``: indices kept at every epoch, the rest of the budget drawn uniformly from the
-    others (001 Table 1, "always set + random sometimes set")."""
+    others ([Raju] Table 1, "always set + random sometimes set")."""
 
     _state_keys = ("subset",)
 
@@ -68,7 +68,7 @@ class RandomDynamic(DynamicSampler):
 
 
 def random_dynamic(n, *, period: int = PERIOD, **kw):
-    """001's "random dynamic": a uniform subset "at each checkpoint" (every T_p epochs)."""
+    """[Raju]'s "random dynamic": a uniform subset "at each checkpoint" (every T_p epochs)."""
     return RandomDynamic(n, period=period, **kw)
 
 
@@ -76,7 +76,7 @@ random_dynamic.version, random_dynamic.requires_num_epochs = 1, False
 
 
 class UncertaintyEMA(DynamicSampler):
-    """001 eq. 1-2: EMA of the per-sample loss at each checkpoint, top k kept."""
+    """[Raju] eq. 1-2: EMA of the per-sample loss at each checkpoint, top k kept."""
 
     _state_keys = ("ema", "var", "subset", "_scored")
 
@@ -100,7 +100,7 @@ class UncertaintyEMA(DynamicSampler):
         return torch.arange(self.n) if self.is_checkpoint(epoch) else None
 
     def _observe(self, idx, losses, logits, targets):
-        pass  # training losses do not move 001's scores
+        pass  # training losses do not move [Raju]'s scores
 
     def _observe_scoring(self, idx, losses, logits, targets):
         l = losses.detach().double().cpu()
@@ -133,7 +133,7 @@ class UncertaintyEMA(DynamicSampler):
 
 
 class EpsilonGreedy(UncertaintyEMA):
-    """001 section 3.2.2: (1 - eps) k by the EMA score, eps k uniformly from the rest."""
+    """[Raju] §3.2.2: (1 - eps) k by the EMA score, eps k uniformly from the rest."""
 
     def __init__(self, n, *, epsilon: float = EPSILON, **kw):
         super().__init__(n, **kw)
@@ -150,7 +150,7 @@ class EpsilonGreedy(UncertaintyEMA):
 
 
 class UCB(UncertaintyEMA):
-    """001 eq. 3-4: top k by s_ema + c * var."""
+    """[Raju] eq. 3-4: top k by s_ema + c * var."""
 
     def __init__(self, n, *, c: float = C, **kw):
         super().__init__(n, **kw)

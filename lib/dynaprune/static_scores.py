@@ -1,0 +1,69 @@
+"""Static scores computed before training: EL2N ([EL2N]) and forgetting counts ([Forgetting]), by the
+protocol of [Raju] §4, for the `el2n` and `forgetting` samplers.
+
+The scorer trains plain full-data models. It does not import the engine: the engine
+(`dynaprune.train.setup`) passes its plain loop in as ``fit(cfg, x, y, ds, after_epoch=None) -> model``
+and its batched ``predict(model, x, cfg, device)``, so there is one training loop and no import circle.
+Scores are cached as an analysis (`cache.memo("static_scores", ...)`): runs at several keep ratios
+share one scoring, and the seconds reported are those measured when it was computed.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from . import cache
+from .scores import output_grad_norm_ce
+
+EL2N_MODELS, EL2N_EPOCHS = 10, 20   # [Raju] §4: "average over 10 independent models trained for 20 epochs each"
+KINDS = ("el2n", "forgetting")
+
+
+def static_scores(kind: str, c, x, y, ds, score_models: int = EL2N_MODELS, score_epochs: int = EL2N_EPOCHS, *,
+                  fit, predict):
+    """EL2N ([EL2N]: the mean over ``score_models`` independent models, each trained for ``score_epochs``
+    epochs on its own schedule, of ||softmax - onehot||) or forgetting counts ([Forgetting]: correct ->
+    incorrect transitions over a full run of the run's length; never-learned samples count as most
+    forgotten) for the training tensors ``x, y`` of run config ``c``. Returns (scores, seconds spent)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown static score {kind!r}; known: {', '.join(KINDS)}")
+    if int(score_models) < 1 or int(score_epochs) < 1:
+        raise ValueError(f"score_models and score_epochs must be >= 1, got {score_models}, {score_epochs}")
+    base = c.replace(sampler="full", sampler_options=(), record_selection=False, time_budget=None,
+                     final_signals=(), epochs_scale=1.0, scale_lr=False)
+    params = dict(kind=kind, base=base.to_dict(), n=len(x),
+                  **(dict(models=int(score_models), epochs=int(score_epochs)) if kind == "el2n" else {}))
+    out = cache.memo("static_scores", params, lambda: _compute(kind, base, x, y, ds, int(score_models),
+                                                               int(score_epochs), fit, predict))
+    return torch.as_tensor(out["scores"]), float(out["seconds"])
+
+
+def _compute(kind, base, x, y, ds, models, epochs, fit, predict):
+    t0 = time.perf_counter()
+    if kind == "el2n":
+        tot = torch.zeros(len(x))
+        f = epochs / base.epochs   # each scoring model on its own schedule: warm-up and milestones scaled
+        for m in range(models):
+            cfg = base.replace(seed=base.seed * 100 + m + 1, epochs=epochs, warmup_epochs=base.warmup_epochs * f,
+                               milestones=tuple(ms * f for ms in base.milestones))
+            r = fit(cfg, x, y, ds)
+            tot += output_grad_norm_ce(predict(r, x.to(cfg.device), cfg, torch.device(cfg.device)),
+                                       y.to(cfg.device)).cpu()
+        return dict(scores=(tot / models).numpy(), seconds=np.array(time.perf_counter() - t0))
+    cfg = base.replace(seed=base.seed * 100 + 1)
+    prev = torch.zeros(len(x), dtype=torch.bool)
+    forgot = torch.zeros(len(x))
+    learned = torch.zeros(len(x), dtype=torch.bool)
+
+    def after_epoch(model):
+        nonlocal prev
+        ok = predict(model, x.to(cfg.device), cfg, torch.device(cfg.device)).argmax(1).cpu() == y.cpu()
+        forgot.add_((prev & ~ok).float())
+        learned.logical_or_(ok)
+        prev = ok
+    fit(cfg, x, y, ds, after_epoch)
+    forgot[~learned] = float("inf")
+    scores = torch.nan_to_num(forgot, posinf=float(forgot[learned].max() + 1) if learned.any() else 1.0)
+    return dict(scores=scores.numpy(), seconds=np.array(time.perf_counter() - t0))
