@@ -111,6 +111,69 @@ def bench_efficiency(profile: str = "cpu", epochs: int = 5, repeats: int = 3, me
             for m, d in out.items()}
 
 
+def bench_overheads(repeats: int = 5, n_large: int = 1_280_000, b: int = 128):
+    """Two per-step overheads as ratios measured in one process, interleaved (A B A B ...), each repeat
+    a fresh measurement; returns (min, median, max) of each ratio over the repeats:
+    - Omission's `reweight` (n = 60k, logits of 10 classes) / one small-CNN training step on a
+      Fashion-MNIST-shaped batch (forward, backward, SGD step), both at batch b;
+    - planning and iterating one epoch of `online_is` at ``n_large`` (its draws) / iterating torch's
+      RandomSampler over the same n in batches of b."""
+    from itertools import islice
+    from .models import build_model
+    n = 60_000
+    om = make_sampler("omission", n, num_epochs=3)
+    losses, logits, targets = _stats(n)
+    om.set_epoch(0)
+    model = build_model("small_cnn", (1, 28, 28), 10, seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(b, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 10, (b,), generator=torch.Generator().manual_seed(1))
+
+    def cnn_step():
+        out = model(x)
+        loss = torch.nn.functional.cross_entropy(out, y)
+        opt.zero_grad(); loss.backward(); opt.step()
+
+    def om_reweight(k=[0]):
+        idx = torch.arange(k[0], k[0] + b) % n
+        k[0] += b
+        om.reweight(idx, losses[idx], logits=logits[idx], targets=targets[idx])
+
+    def per_call(f, calls=50):
+        f()   # warm
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            f()
+        return (time.perf_counter() - t0) / calls
+
+    big = make_sampler("online_is", n_large, num_epochs=repeats + 1, batch_size=b)
+    bl, bz, by = _stats(n_large)
+    big.set_epoch(0)
+    for i in range(0, n_large, 8192):
+        idx = torch.arange(i, min(n_large, i + 8192))
+        big.reweight(idx, bl[idx], logits=bz[idx], targets=by[idx])
+
+    def iterate(it):
+        t0 = time.perf_counter()
+        while list(islice(it, b)):
+            pass
+        return time.perf_counter() - t0
+
+    def online_is_epoch(e=[0]):
+        e[0] += 1
+        t0 = time.perf_counter()
+        big.set_epoch(e[0])
+        return time.perf_counter() - t0 + iterate(iter(big))
+
+    r1, r2 = [], []
+    for r in range(repeats):
+        r1.append(per_call(om_reweight) / per_call(cnn_step))
+        base = iterate(iter(torch.utils.data.RandomSampler(range(n_large), generator=torch.Generator().manual_seed(r))))
+        r2.append(online_is_epoch() / base)
+    stat = lambda v: (min(v), float(np.median(v)), max(v))
+    return {"omission_reweight / small-CNN step": stat(r1), f"online_is epoch / RandomSampler epoch (n={n_large:,})": stat(r2)}
+
+
 def bench_mixture(repeats: int = 3):
     """Mixture fit (ML start, 3 chains, NUTS 500 + 1000) on 20k vs 1.2M counts of a 0.6/0.3/0.1 mixture,
     interleaved (A B A B ...): the grouped likelihood should make them cost the same. Seconds per size:
@@ -136,8 +199,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="sampler and mixture benchmarks")
     ap.add_argument("--sizes", type=int, nargs="*", default=[50_000, 1_280_000])
     ap.add_argument("--out", default=None)
-    ap.add_argument("--only", nargs="*", choices=["efficiency", "samplers", "mixture"],
-                    default=["efficiency", "samplers", "mixture"])
+    ap.add_argument("--only", nargs="*", choices=["efficiency", "overheads", "samplers", "mixture"],
+                    default=["efficiency", "overheads", "samplers", "mixture"])
     ap.add_argument("--profile", default="cpu", help="setting of the efficiency benchmark")
     ap.add_argument("--epochs", type=int, default=5, help="epochs per run of the efficiency benchmark (ES and KAKURENBO reach keep 0.5 from 5)")
     ap.add_argument("--repeats", type=int, default=3)
@@ -153,6 +216,11 @@ def main(argv=None):
         for m, d in eff.items():
             (s0, s1, s2), (e0, e1, e2) = d["saved"], d["efficiency"]
             print(f"| `{m}` | {d['share']:.3f} | {s1:.3f} ({s0:.3f}, {s2:.3f}) | {e1:.2f} ({e0:.2f}, {e2:.2f}) |")
+    ovh = {}
+    if "overheads" in a.only:
+        ovh = bench_overheads()
+        for k, (lo, med, hi) in ovh.items():
+            print(f"{k}: median {med:.3f} (min {lo:.3f}, max {hi:.3f})")
     if "samplers" in a.only:
         rows = [bench_sampler(name, n) for n in a.sizes for name in SAMPLERS]
         df = pd.DataFrame(rows)
@@ -163,7 +231,7 @@ def main(argv=None):
             print(f"mixture fit (ML start + NUTS 500+1000, 3 chains) on {n:,} counts: median {med:.1f} s (min {lo:.1f}, max {hi:.1f})")
     if a.out:
         with open(a.out, "w") as f:
-            json.dump(dict(efficiency=eff, samplers=rows, mixture_seconds=mix, threads=torch.get_num_threads()), f, indent=1)
+            json.dump(dict(efficiency=eff, overheads=ovh, samplers=rows, mixture_seconds=mix, threads=torch.get_num_threads()), f, indent=1)
 
 
 if __name__ == "__main__":
