@@ -29,7 +29,7 @@ study: $(STAMP) $(DATA)
 	$(PY) -m dynaprune.study --profile $(PROFILE)
 
 test: $(STAMP) $(DATA)
-	$(PY) -m pytest -n 2 --dist loadgroup tests
+	$(PY) -m pytest -n 2 tests
 
 # The executed workbook as a static site in build/book/ (open build/book/index.html). MathJax comes from
 # Debian's libjs-mathjax, installed here when we are root on Debian; without it pages use MathJax's CDN.

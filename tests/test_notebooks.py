@@ -28,27 +28,15 @@ def test_source_is_clean_and_parameterised(path):
     assert ".backward(" not in src and "optimizer.step" not in src and "opt.step" not in src
 
 
-@pytest.fixture(scope="module")
-def smoke_book(tmp_path_factory):
-    """The whole workbook built once for the smoke profile by `make book`'s code path (`dynaprune.book`):
-    every notebook executed with papermill, figures in <out>/figures, one HTML page each and an index.
-    The tests that use it share one xdist group, so it is built once (`--dist loadgroup`)."""
-    from dynaprune import book
-    out = tmp_path_factory.mktemp("book")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DYNAPRUNE_RESULTS", str(out / "results"))
-    try:
-        index = book.build("smoke", out)
-    finally:
-        mp.undo()
-    return out, index
-
-
-@pytest.mark.xdist_group("smoke_book")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_smoke_profile_runs_and_produces_figures(path, smoke_book):
-    out, _ = smoke_book
-    figs = out / "figures"
+def test_smoke_profile_runs_and_produces_figures(path, tmp_path, monkeypatch):
+    """Each notebook executed for the smoke profile by `make book`'s code path (`dynaprune.book`): its figures,
+    its labelled numbers, and its page of the site with the figures embedded."""
+    from dynaprune import book
+    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path / "results"))
+    executed = book.execute("smoke", tmp_path, only=[path.stem])
+    assert [p.name for p in executed] == [path.name]
+    figs = tmp_path / "figures"
     prefix = path.stem[:2]
     pngs = list(figs.glob(f"{prefix}_*.png"))
     assert pngs, f"{path.name} wrote no figure"
@@ -58,25 +46,27 @@ def test_smoke_profile_runs_and_produces_figures(path, smoke_book):
     assert numbers["notebook"] == path.stem and numbers["profile"] == "smoke" and numbers["device"]
     assert numbers["numbers"]
     assert all(v["verdict"] in VERDICTS for v in numbers["verdicts"])
+    book.render(executed, tmp_path, "smoke")
+    page = (tmp_path / f"{path.stem}.html").read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") >= len(pngs) and "Take-aways" in page and "<details>" in page
+    assert "../NOTATION.md" not in page and 'href="NOTATION.html"' in page
 
 
-@pytest.mark.xdist_group("smoke_book")
-def test_book_site(smoke_book):
-    """`make book`: an index linking every notebook's page, each page with its figures embedded, its verdict and
-    take-aways, and working links to the notation and the references (pages of the site, not the repository's files)."""
+def test_book_site(tmp_path):
+    """`make book`'s site: an index linking every notebook's page in order with its learning objectives, and the
+    notation and references as pages of the site (links rewritten, not pointing into the repository)."""
     import re
-    out, index = smoke_book
+    from dynaprune import book
+    index = book.render(NOTEBOOKS, tmp_path, "smoke")      # the sources: the executed pages are tested above
     text = index.read_text(encoding="utf-8")
     pages = re.findall(r'href="(\d\d_\w+\.html)"', text)
     assert pages == [f"{p.stem}.html" for p in NOTEBOOKS]
     assert "Learning objectives" not in text and text.count("<li>") >= 8 * 2   # each entry lists its objectives
     for name in pages:
-        page = (out / name).read_text(encoding="utf-8")
-        assert "data:image/png;base64," in page and "Take-aways" in page and "<details>" in page
-        assert "../NOTATION.md" not in page and 'href="NOTATION.html"' in page
+        assert 'href="NOTATION.html"' in (tmp_path / name).read_text(encoding="utf-8")
     for doc in ("NOTATION.html", "REFERENCES.html", "references.bib"):
-        assert (out / doc).stat().st_size > 1000
-    assert "[Omission]" in (out / "REFERENCES.html").read_text(encoding="utf-8")
+        assert (tmp_path / doc).stat().st_size > 1000
+    assert "[Omission]" in (tmp_path / "REFERENCES.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -28,7 +28,7 @@ def entry(tmp_path, key):
     return meta, np.load(tmp_path / "results" / f"{key}.npz")
 
 
-@pytest.mark.parametrize("sampler", ["omission", "infobatch"])
+@pytest.mark.parametrize("sampler", ["omission"])
 def test_two_processes_plan_like_one(tmp_path, sampler):
     two = launch(tmp_path, "--sampler", sampler, "--record-selection")
     one = launch(tmp_path, "--sampler", sampler, "--record-selection", procs=1)
