@@ -390,3 +390,41 @@ def test_sum_tree_matches_its_weights():
     pw = w / w.sum()
     assert freq[[3, 10, 20]].sum() == 0
     assert ((freq - pw).abs() / torch.sqrt(pw * (1 - pw) / len(idx)).clamp_min(1e-9)).max() < 4.5
+
+
+def test_sum_tree_draws_equal_a_full_descent():
+    """The searchsorted top of `SumTree.draw` lands where a draw descending from the root (right when
+    u >= the left child's sum) lands, before and after updates, zero weights and padding included."""
+    import numpy as np
+    from dynaprune.samplers.online_is import SumTree
+
+    def descend(tree, r):
+        t = tree.tree.numpy()
+        u = r * t[1] * (1 - 1e-12)
+        node = np.ones(len(r), dtype=np.int64)
+        for _ in range(tree.depth):
+            node <<= 1
+            left = t[node]
+            right = u >= left
+            u -= left * right
+            node += right
+        return node - tree.size
+
+    g = torch.Generator().manual_seed(0)
+    for n in (1, 37, 5000, 70_001):
+        w = torch.rand(n, generator=g, dtype=torch.float64) ** 4
+        w[::7] = 0.0
+        w[0] = 1.0
+        tree = SumTree(w)
+        assert tree.depth - tree.top == max(0, tree.depth - SumTree.TOP)
+        for step in range(60):
+            r = torch.rand(256, generator=g, dtype=torch.float64).numpy()
+            idx, p = tree.draw(r.copy())
+            assert np.array_equal(idx.numpy(), descend(tree, r))
+            assert (w[idx] > 0).all() and idx.max() < n
+            torch.testing.assert_close(p, w[idx] / w.sum(), rtol=1e-9, atol=0)
+            i = torch.randint(0, n, (64,), generator=g)
+            v = torch.rand(64, generator=g, dtype=torch.float64) * (torch.rand(64, generator=g) > 0.3)
+            v[i == 0] = 1.0   # keep the total positive
+            w[i] = v
+            tree.update(i, v)

@@ -168,8 +168,9 @@ class DynamicSampler(Sampler[int]):
         idx = idx.to("cpu", torch.long)
         if len(idx) == 0:
             raise ValueError("empty batch")
-        if idx.min() < 0 or idx.max() >= self.n:
-            raise IndexError(f"indices out of range 0..{self.n - 1}: min {int(idx.min())}, max {int(idx.max())}")
+        lo, hi = (int(v) for v in torch.aminmax(idx))   # one reduction: this runs every step
+        if lo < 0 or hi >= self.n:
+            raise IndexError(f"indices out of range 0..{self.n - 1}: min {lo}, max {hi}")
         if losses is None:
             if not allow_no_losses:
                 raise ValueError("losses are required (per-sample, reduction='none')")
