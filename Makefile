@@ -7,7 +7,9 @@ STAMP  := $(VENV)/.dynaprune-installed
 # datasets live under $DYNAPRUNE_DATA if set, else data/ (the library reads the same variable)
 DATA_ROOT := $(or $(DYNAPRUNE_DATA),data)
 DATA   := $(DATA_ROOT)/FashionMNIST/raw/train-images-idx3-ubyte
-PROFILE ?= quick
+# empty: the committed profile (dynaprune.profiles.COMMITTED); e.g. `make study PROFILE=quick`
+PROFILE ?=
+PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE))
 
 .PHONY: setup data study test lab clean-venv bench book
 
@@ -26,7 +28,7 @@ $(DATA): | $(STAMP)
 	$(PY) -m dynaprune.data prepare fashion_mnist --root $(DATA_ROOT)
 
 study: $(STAMP) $(DATA)
-	$(PY) -m dynaprune.study --profile $(PROFILE)
+	$(PY) -m dynaprune.study $(PROFILE_ARG)
 
 test: $(STAMP) $(DATA)
 	$(PY) -m pytest -n 2 tests
@@ -37,7 +39,7 @@ book: $(STAMP) $(DATA)
 	@test -f /usr/share/javascript/mathjax/MathJax.js || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q libjs-mathjax >/dev/null 2>&1; } || \
 	  echo "[book] Debian's libjs-mathjax is not installed: the pages will load MathJax from its CDN"
-	$(PY) -m dynaprune.book --profile $(PROFILE)
+	$(PY) -m dynaprune.book $(PROFILE_ARG)
 
 bench: $(STAMP)
 	$(PY) -m dynaprune.bench

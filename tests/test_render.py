@@ -66,3 +66,24 @@ def test_readers_skip_files_that_are_not_runs(tmp_path):
     (tmp_path / "notes.json").write_text("[1, 2, 3]")
     df = cache.load_results(root=tmp_path)
     assert df["key"].nunique() == 1
+
+
+def test_other_profiles_never_overwrite_the_committed_figures(tmp_path, monkeypatch):
+    """figures/ holds the committed profile's figures and numbers; any other profile writes to
+    figures/<profile>/ (git-ignored), so `make study PROFILE=quick` leaves the committed ones alone."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from dynaprune import report
+    monkeypatch.delenv("DYNAPRUNE_FIGURES", raising=False)
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    other = next(p for p in profiles.PROFILES if p != profiles.COMMITTED)
+    for prof in (profiles.COMMITTED, other):
+        fig = plt.figure()
+        report.savefig(fig, "x", prof)
+        plt.close(fig)
+        report.key_numbers("x", profile=prof, device="cpu", a=1.0)
+    assert json.loads((tmp_path / "figures" / "x_numbers.json").read_text())["profile"] == profiles.COMMITTED
+    assert json.loads((tmp_path / "figures" / other / "x_numbers.json").read_text())["profile"] == other
+    assert (tmp_path / "figures" / "x.png").is_file() and (tmp_path / "figures" / other / "x.png").is_file()
+    assert "figures/*/" in (ROOT / ".gitignore").read_text().split()

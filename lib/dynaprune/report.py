@@ -11,19 +11,25 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def figures_dir() -> Path:
-    """The one place figures go: $DYNAPRUNE_FIGURES, else <repo>/figures."""
-    d = Path(os.environ.get("DYNAPRUNE_FIGURES", ROOT / "figures"))
+def figures_dir(profile: str | None = None) -> Path:
+    """The one place figures go: $DYNAPRUNE_FIGURES, else <repo>/figures for the committed profile
+    (and when no profile is named), else <repo>/figures/<profile>/ (git-ignored), so that running
+    another profile never overwrites the committed figures."""
+    from .profiles import COMMITTED
+    if "DYNAPRUNE_FIGURES" in os.environ:
+        d = Path(os.environ["DYNAPRUNE_FIGURES"])
+    else:
+        d = ROOT / "figures" if profile in (None, COMMITTED) else ROOT / "figures" / profile
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
 def savefig(fig, name: str, profile: str, device: str = "cpu"):
-    """Save ``fig`` as figures/<name>.png, stamped with the profile and device that made it."""
+    """Save ``fig`` as <figures_dir(profile)>/<name>.png, stamped with the profile and device that made it."""
     # below everything (va="top" at y=0): never over an axis label; bbox_inches="tight" keeps it in the file
     fig.text(0.995, -0.01, f"dynaprune · profile={profile} · device={device}", ha="right", va="top",
              fontsize=7, color="0.4")
-    path = figures_dir() / f"{name}.png"
+    path = figures_dir(profile) / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
 
@@ -155,7 +161,7 @@ def _clean(v, path="numbers"):
 
 
 def key_numbers(name: str, *, profile: str, device: str, seeds=None, verdicts=(), **numbers) -> dict:
-    """Record a notebook's headline numbers next to its figures (figures/<name>_numbers.json),
+    """Record a notebook's headline numbers next to its figures (<figures_dir(profile)>/<name>_numbers.json),
     labelled: each value keyed by claim / method / condition, with the profile, device and seeds
     that made them, and the verdict rows of the claims the notebook tests (`claims.test`)."""
     import json
@@ -163,7 +169,7 @@ def key_numbers(name: str, *, profile: str, device: str, seeds=None, verdicts=()
                seeds=None if seeds is None else [int(s) for s in seeds],
                verdicts=[_clean(v, f"verdicts[{i}]") for i, v in enumerate(verdicts)],
                numbers=_clean(numbers))
-    (figures_dir() / f"{name}_numbers.json").write_text(json.dumps(out, indent=1, sort_keys=True))
+    (figures_dir(profile) / f"{name}_numbers.json").write_text(json.dumps(out, indent=1, sort_keys=True))
     return out
 
 

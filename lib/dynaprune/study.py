@@ -3,7 +3,8 @@
     python -m dynaprune.study --profile smoke|quick|cpu|gpu [--only NAME ...] [--jobs N]
 
 runs `notebooks/NN_*.ipynb` in order with the profile as a parameter, writing executed copies to
-`notebooks/executed/` and figures to `figures/` (or $DYNAPRUNE_FIGURES). Inside a notebook,
+`notebooks/executed/` and figures to `figures/` for the committed profile, `figures/<profile>/` for
+the others (or $DYNAPRUNE_FIGURES). Inside a notebook,
 `runs(configs)` returns RunResults, training only what the cache lacks: in local processes
 (``--jobs``), or on a SLURM cluster through submitit (``DYNAPRUNE_EXECUTOR=submitit``; submitit's
 local executor makes that path testable on one machine).
@@ -81,9 +82,10 @@ def notebooks(only=None):
 
 
 def main(argv=None):
-    from .profiles import PROFILES, get
+    from .profiles import COMMITTED, PROFILES, get
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--profile", default="quick", choices=list(PROFILES))
+    ap.add_argument("--profile", default=COMMITTED, choices=list(PROFILES),
+                    help=f"default: the committed profile ({COMMITTED})")
     ap.add_argument("--only", nargs="*", help="notebook names (or parts of them)")
     ap.add_argument("--jobs", type=int, default=1, help="parallel training processes")
     ap.add_argument("--out", default=str(NOTEBOOKS / "executed"))
