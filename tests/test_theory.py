@@ -196,3 +196,11 @@ def test_signal_variances_orders_signals():
     # Theorem 1: optimal Bernoulli beats uniform-probability Bernoulli (p = b/N) on the same gradients
     G = variance.per_sample_gradients(m, x, y)
     assert out[("exact", "bernoulli")] < variance.estimator_variance(G, torch.full((300,), 16 / 300), "bernoulli", 16)
+
+
+def test_logits_with_grad_norm_inverts_the_closed_form():
+    g = torch.tensor([1e-3, 0.05, 0.3, 0.7, 1.0, 1.4], dtype=torch.float64)
+    z = scores.logits_with_grad_norm(g)
+    assert z.shape == (6, 2)
+    torch.testing.assert_close(scores.output_grad_norm_ce(z, torch.zeros(6, dtype=torch.long)).double(), g,
+                               rtol=1e-4, atol=1e-6)

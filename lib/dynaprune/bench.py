@@ -118,7 +118,7 @@ def bench_overheads(repeats: int = 5, n_large: int = 1_280_000, b: int = 128):
       Fashion-MNIST-shaped batch (forward, backward, SGD step), both at batch b;
     - planning and iterating one epoch of `online_is` at ``n_large`` (its draws) / iterating torch's
       RandomSampler over the same n in batches of b."""
-    from itertools import islice
+    from itertools import count, islice
     from .models import build_model
     n = 60_000
     om = make_sampler("omission", n, num_epochs=3)
@@ -134,9 +134,10 @@ def bench_overheads(repeats: int = 5, n_large: int = 1_280_000, b: int = 128):
         loss = torch.nn.functional.cross_entropy(out, y)
         opt.zero_grad(); loss.backward(); opt.step()
 
-    def om_reweight(k=[0]):
-        idx = torch.arange(k[0], k[0] + b) % n
-        k[0] += b
+    starts = count(0, b)                  # consecutive batches over the n samples (wrapping)
+
+    def om_reweight():
+        idx = (torch.arange(b) + next(starts)) % n
         om.reweight(idx, losses[idx], logits=logits[idx], targets=targets[idx])
 
     def per_call(f, calls=50):
@@ -159,10 +160,11 @@ def bench_overheads(repeats: int = 5, n_large: int = 1_280_000, b: int = 128):
             pass
         return time.perf_counter() - t0
 
-    def online_is_epoch(e=[0]):
-        e[0] += 1
+    epochs = count(1)
+
+    def online_is_epoch():
         t0 = time.perf_counter()
-        big.set_epoch(e[0])
+        big.set_epoch(next(epochs))
         return time.perf_counter() - t0 + iterate(iter(big))
 
     r1, r2 = [], []

@@ -42,6 +42,15 @@ def output_grad_norm_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
         return d.norm(dim=1)
 
 
+def logits_with_grad_norm(g) -> torch.Tensor:
+    """Two-class logits whose cross-entropy output-gradient norm for target 0 is ``g`` (in [0, sqrt 2)):
+    the inverse of `output_grad_norm_ce` there, for teaching with chosen importances. With target 0,
+    g~ = sqrt(2) (1 - pi_0), so z = (t, -t) with sigmoid(2t) = pi_0 = 1 - g / sqrt(2)."""
+    pi = 1 - torch.as_tensor(g, dtype=torch.float64) / 2 ** 0.5
+    t = 0.5 * torch.log(pi / (1 - pi))
+    return torch.stack([t, -t], 1).float()
+
+
 def output_grad_norm(outputs: torch.Tensor, targets: torch.Tensor, loss: str = "ce") -> torch.Tensor:
     """||d l_i / d z_i|| by autodiff, for any per-sample loss of `per_sample_loss` ([OnlineIS] §3, "autodiff")."""
     z = outputs.detach().float().requires_grad_(True)

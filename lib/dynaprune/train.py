@@ -157,7 +157,7 @@ def _batches(sampler, x, y, B, device):
     it = iter(sampler)
     while idx := list(islice(it, B)):                          # lazy: online_is draws with the current q
         idx = torch.tensor(idx)
-        yield idx, x[idx.to(device)], y[idx.to(device)]
+        yield idx, take(x, idx, device), take(y, idx, device)
 
 
 # ----------------------------------------------------------------------------- the loop
