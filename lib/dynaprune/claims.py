@@ -34,6 +34,18 @@ CLAIMS = {c.key: c for c in [
           "05_method_comparison", "omission", "reduce_epochs"),
     Claim("ucb_vs_random_dynamic", "Raju", "Fig. 2a", "UCB matches or beats random dynamic pruning at the same pruning rate and T_p",
           "05_method_comparison", "ucb", "random_dynamic", direction="greater"),
+    Claim("extra_forward_bernoulli_best", "Omission", "Table 1", "with an extra forward, Bernoulli sampling from the "
+          "optimal distribution (Extra Forward Bernoulli) beats the other extra-forward methods (here: the best of "
+          "Weighted Replacement and Selective Backprop)", "05_method_comparison", "extra_forward_bernoulli",
+          "best of the extra-forward group"),
+    Claim("omission_best_historical", "Omission", "Table 2", "among methods using historical statistics, Omission "
+          "beats the others (here: the best of InfoBatch, Historical Replacement and Historical Ranking)",
+          "05_method_comparison", "omission", "best of the historical group"),
+    Claim("infobatch_loss_higher", "Omission", "Figs. 1-2", "InfoBatch ends with a higher training loss than Omission "
+          "at the same budget", "05_method_comparison", "infobatch", "omission",
+          metric="final training-set loss"),
+    Claim("dynamic_vs_static", "Raju", "Fig. 2a", "dynamic pruning (UCB) beats static pruning (EL2N scores) at the "
+          "same pruning rate", "05_method_comparison", "ucb", "el2n"),
     Claim("infobatch_lossless", "InfoBatch", "abstract", "InfoBatch is lossless: its accuracy equals full-data training "
           "(within 0.5 points here) while it saves backprops", "05_method_comparison", "infobatch (r=0.5)", "full",
           direction="equivalent", margin=0.005, paper_number="lossless on CIFAR-10/100, ImageNet", budgets="unequal"),

@@ -56,28 +56,35 @@ def unreachable(name, opts, n_epochs) -> str | None:
 
 def comparison_configs(base, ratios, seeds, methods=None, profile=None):
     """All (method, keep_ratio, seed) configs within reach, plus Reducing Epoch (and scaled) at each
-    ratio ([Omission] §5). ``profile``: the profile dict (EL2N's scoring protocol; with a
-    ``headline`` list, the other methods run on its ``secondary_seeds`` only)."""
+    ratio ([Omission] §5). ``methods``: only these (names; "reduce_epochs" for Reducing Epoch);
+    ``profile``: the profile dict (EL2N's scoring protocol)."""
     E, P = base.epochs, (profile or {})
-    headline, secondary = P.get("headline"), P.get("secondary_seeds", seeds)
-
-    def seeds_of(name):
-        return seeds if headline is None or name in headline else [s for s in seeds if s in secondary] or secondary
-
     out = []
-    for seed in sorted(set(seeds) | set(secondary if headline else [])):
+    for seed in seeds:
         for name, opts in FIXED_METHODS.items():
-            if (not methods or name in methods) and seed in seeds_of(name):
+            if not methods or name in methods:
                 out.append(base.replace(sampler=name, sampler_options=opts, seed=seed))
         for r in ratios:
             for name, f in RATIO_METHODS.items():
-                if (methods and name not in methods) or seed not in seeds_of(name) or unreachable(name, f(r, E, P), E):
+                if (methods and name not in methods) or unreachable(name, f(r, E, P), E):
                     continue
                 out.append(base.replace(sampler=name, sampler_options=f(r, E, P), seed=seed))
-            if (not methods or "reduce_epochs" in methods) and seed in seeds_of("reduce_epochs"):
+            if not methods or "reduce_epochs" in methods:
                 out.append(base.replace(sampler="full", epochs_scale=r, seed=seed))
                 out.append(base.replace(sampler="full", epochs_scale=r, scale_lr=True, seed=seed))
     return out
+
+
+def comparison_sets(profile: str) -> dict:
+    """The run sets of notebook 05: ``main``, every method at the profile's base setting on its seeds;
+    for a profile with a ``headline`` list (cpu), ``main`` holds only those methods and ``wide`` holds
+    every method at the side setting (`profiles.side_config`) on the side seeds."""
+    from .profiles import base_config, get, side_config
+    P = get(profile)
+    if not P.get("headline"):
+        return {"main": comparison_configs(base_config(profile), P["ratios"], P["seeds"], profile=P)}
+    return {"main": comparison_configs(base_config(profile), P["ratios"], P["seeds"], methods=P["headline"], profile=P),
+            "wide": comparison_configs(side_config(profile), P["ratios"], P["side_seeds"], profile=P)}
 
 
 def es_table5(rho) -> dict:

@@ -111,27 +111,55 @@ def with_labels(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_run(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: label, seed, final test accuracy, backprops, and the backprop share relative
-    to the full-data runs of the same table (1.0 = as many backprops as full data)."""
+    """One row per run: label, seed, final test accuracy, final training-set loss (the last evaluated),
+    backprops, the backprop share relative to the full-data runs of the same table (1.0 = as many
+    backprops as full data), and whether the run diverged (a non-finite loss stopped it early)."""
     d = df.sort_values("epoch")
+    d = d.assign(diverged=d["diverged"].astype("boolean").fillna(False).astype(bool) if "diverged" in d else False)
     runs = d.groupby("key").agg(label=("label", "last"), seed=("seed", "last"), acc=("test_acc", "last"),
-                                backprops=("backpropagated", "sum"))
+                                loss=("train_eval_loss", "last"), backprops=("backpropagated", "sum"),
+                                diverged=("diverged", "any"))
     full = runs.loc[runs["label"] == "full", "backprops"]
     runs["share"] = runs["backprops"] / (full.mean() if len(full) else runs["backprops"].max())
     return runs.reset_index()
 
 
 def compare(runs: pd.DataFrame, claim: str, a: str, b: str, condition: str = "", value: str = "acc") -> dict:
-    """`claims.test` on runs labelled ``a`` and ``b``, paired by seed (seeds present in both)."""
+    """`claims.test` on runs labelled ``a`` and ``b``, paired by seed (seeds present in both).
+    A run that diverged keeps its (chance-level) accuracy in the pairs, but not its share in the budget
+    check (it stopped early: it was given the same budget; when every run of a side diverged, no budget
+    is checked or recorded); a pair whose ``value`` is not finite (the
+    training loss of a diverged run) is left out, and the condition says how many were."""
     from . import claims
     pa = runs[runs["label"] == a].set_index("seed")
     pb = runs[runs["label"] == b].set_index("seed")
     seeds = sorted(set(pa.index) & set(pb.index))
     if not seeds:
         raise ValueError(f"no common seeds for {a!r} and {b!r}; labels: {sorted(runs['label'].unique())}")
+    finite = [s for s in seeds if np.isfinite(pa.loc[s, value]) and np.isfinite(pb.loc[s, value])]
+    if len(finite) < len(seeds):
+        condition = ", ".join(x for x in (condition, f"{len(seeds) - len(finite)} diverged pair(s) left out") if x)
+        seeds = finite
+    if not seeds:
+        raise ValueError(f"no pair of {a!r} and {b!r} has a finite {value}")
+
+    def share(p):   # over the runs that did not diverge (None when all did)
+        ok = p.loc[seeds]
+        ok = ok[~ok["diverged"]] if "diverged" in ok else ok
+        return ok["share"].mean() if len(ok) else None
+    budgets = (share(pa), share(pb))
     return claims.test(claim, pa.loc[seeds, value].values, pb.loc[seeds, value].values, seeds=seeds,
-                       budgets=(pa.loc[seeds, "share"].mean(), pb.loc[seeds, "share"].mean()),
-                       condition=condition)
+                       budgets=None if None in budgets else budgets, condition=condition)
+
+
+def best_of(runs: pd.DataFrame, labels) -> str:
+    """The label among ``labels`` with the highest mean final accuracy: a group's strongest member, the
+    conservative opponent when a claim says a method beats a whole group (picking it from the same runs
+    favours the group)."""
+    present = [l for l in labels if (runs["label"] == l).any()]
+    if not present:
+        raise ValueError(f"none of {list(labels)} among the runs; labels: {sorted(runs['label'].unique())}")
+    return max(present, key=lambda l: runs.loc[runs["label"] == l, "acc"].mean())
 
 
 def verdict_frame(rows) -> pd.DataFrame:
