@@ -68,6 +68,14 @@ CLAIMS = {c.key: c for c in [
           "full-data training", "07_label_noise", "ordered_sgd", "full", direction="less", budgets="unequal"),
     Claim("online_prune_vs_random", "OnlineIS", "Fig. 3", "pruning by importance beats pruning at random at the same rate",
           "08_online_pruning", "online_prune", "random, same rate"),
+    Claim("ucb_vs_random_dynamic_imbalanced", "Raju", "Fig. 8a", "on imbalanced data at aggressive pruning (70% here), "
+          "UCB beats random dynamic pruning", "04_selection_distribution", "ucb", "random_dynamic"),
+    Claim("ucb_matches_random_dynamic_downsampled", "Raju", "Fig. 9a", "on downsampled data, UCB matches random dynamic "
+          "pruning (within 0.5 points)", "04_selection_distribution", "ucb", "random_dynamic", direction="equivalent",
+          margin=0.005),
+    Claim("uncertainty_below_random_dynamic_downsampled", "Raju", "Fig. 9a", "on downsampled data, uncertainty-EMA is "
+          "worse than random dynamic pruning", "04_selection_distribution", "uncertainty_ema", "random_dynamic",
+          direction="less"),
     Claim("always_plus_random", "Raju", "Table 1", "the always set plus random sometimes samples beats a static subset "
           "of the same size", "04_selection_distribution", "always + random", "static top-k"),
 ]}
