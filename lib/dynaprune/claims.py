@@ -46,6 +46,12 @@ CLAIMS = {c.key: c for c in [
           metric="final training-set loss"),
     Claim("dynamic_vs_static", "Raju", "Fig. 2a", "dynamic pruning (UCB) beats static pruning (EL2N scores) at the "
           "same pruning rate", "05_method_comparison", "ucb", "el2n"),
+    Claim("static_below_full_seen", "Raju", "Fig. 5", "at equal samples seen (a pruned run trained for E / keep_ratio "
+          "epochs), static pruning (EL2N) stays below full-data training", "05_method_comparison", "el2n, E / rho epochs",
+          "full", direction="less"),
+    Claim("dynamic_matches_full_seen", "Raju", "Fig. 5", "at equal samples seen, dynamic pruning (UCB) reaches full-data "
+          "accuracy (within 0.5 points)", "05_method_comparison", "ucb, E / rho epochs", "full",
+          direction="equivalent", margin=0.005),
     Claim("infobatch_lossless", "InfoBatch", "abstract", "InfoBatch is lossless: its accuracy equals full-data training "
           "(within 0.5 points here) while it saves backprops", "05_method_comparison", "infobatch (r=0.5)", "full",
           direction="equivalent", margin=0.005, paper_number="lossless on CIFAR-10/100, ImageNet", budgets="unequal"),

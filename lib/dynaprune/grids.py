@@ -75,16 +75,30 @@ def comparison_configs(base, ratios, seeds, methods=None, profile=None):
     return out
 
 
+def equal_seen_configs(base, r, seeds, methods=("ucb", "el2n"), profile=None):
+    """[Raju] Fig. 5's protocol: pruning methods at keep ratio ``r`` trained for E / r epochs (their
+    schedule stretched with them), so they backpropagate as many samples as full training for E."""
+    E2, P = round(base.epochs / r), (profile or {})
+    return [base.replace(sampler=m, sampler_options=RATIO_METHODS[m](r, E2, P), epochs=E2, seed=s)
+            for s in seeds for m in methods]
+
+
 def comparison_sets(profile: str) -> dict:
     """The run sets of notebook 05: ``main``, every method at the profile's base setting on its seeds;
     for a profile with a ``headline`` list (cpu), ``main`` holds only those methods and ``wide`` holds
-    every method at the side setting (`profiles.side_config`) on the side seeds."""
+    every method at the side setting (`profiles.side_config`) on the side seeds. ``seen``: UCB and EL2N
+    at the smallest ratio under [Raju] Fig. 5's equal-samples-seen protocol, in the wide set's setting."""
     from .profiles import base_config, get, side_config
     P = get(profile)
+    r = min(P["ratios"])
     if not P.get("headline"):
-        return {"main": comparison_configs(base_config(profile), P["ratios"], P["seeds"], profile=P)}
+        base = base_config(profile)
+        return {"main": comparison_configs(base, P["ratios"], P["seeds"], profile=P),
+                "seen": equal_seen_configs(base, r, P["seeds"], profile=P)}
+    side = side_config(profile)
     return {"main": comparison_configs(base_config(profile), P["ratios"], P["seeds"], methods=P["headline"], profile=P),
-            "wide": comparison_configs(side_config(profile), P["ratios"], P["side_seeds"], profile=P)}
+            "wide": comparison_configs(side, P["ratios"], P["side_seeds"], profile=P),
+            "seen": equal_seen_configs(side, r, P["side_seeds"], profile=P)}
 
 
 def es_table5(rho) -> dict:
