@@ -96,10 +96,7 @@ class SumTree:
         self.size = 1 << max(0, (n - 1).bit_length())
         self.tree = torch.zeros(2 * self.size, dtype=torch.float64)
         self.tree[self.size:self.size + n] = weights.double()
-        lo = self.size
-        while lo > 1:  # build level by level
-            hi, lo = lo, lo // 2
-            self.tree[lo:hi] = self.tree[2 * lo:2 * hi:2] + self.tree[2 * lo + 1:2 * hi:2]
+        self._sum_levels_above(self.size)
         self.depth = self.size.bit_length() - 1
         self.top = min(self.TOP, self.depth)
         self._cum = None   # running sums of the 2^top nodes at depth `top` (None: stale)
@@ -122,16 +119,19 @@ class SumTree:
             t[node] = t[2 * node] + t[2 * node + 1]
         self._cum = None      # the levels above, rebuilt by slices before the next draw
 
-    def _refresh(self):
-        """The levels above depth `top` (whole slices: the same pairwise sums as a descent of updates)
-        and the running sums the draws search, after updates."""
+    def _sum_levels_above(self, lo: int):
+        """Every node above the level starting at index ``lo``, whole level slices at a time (the same
+        pairwise sums as updating node by node)."""
         t = self.tree.numpy()
-        lo = 1 << self.top
         while lo > 1:
             hi, lo = lo, lo // 2
             t[lo:hi] = t[2 * lo:2 * hi:2] + t[2 * lo + 1:2 * hi:2]
+
+    def _refresh(self):
+        """The levels above depth `top` and the running sums the draws search, after updates."""
         first = 1 << self.top
-        self._cum = np.concatenate(([0.0], np.cumsum(t[first:2 * first])))
+        self._sum_levels_above(first)
+        self._cum = np.concatenate(([0.0], np.cumsum(self.tree.numpy()[first:2 * first])))
         self._cum[-1] = np.inf   # u < total: the search never runs past the last node
 
     def sample(self, b: int, gen: torch.Generator):
