@@ -50,6 +50,10 @@ def main(argv=None):
         acc = (model(ds.x_test.to(accelerator.device)).argmax(1).cpu() == ds.y_test).float().mean().item()
     accelerator.print(f"{a.sampler}: {seen} samples backpropagated of {a.epochs * ds.n} ({seen / (a.epochs * ds.n):.2f}), "
                       f"test accuracy {acc:.3f}")
+    # Free the wrapped model while Python is alive, then destroy the process group: left to interpreter exit,
+    # a gloo rank can abort ("terminate called without an active exception").
+    model, opt = accelerator.free_memory(model, opt)
+    accelerator.end_training()
     return seen, acc
 
 
