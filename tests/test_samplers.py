@@ -350,6 +350,27 @@ def test_bad_calls_leave_state_unchanged():
         o.reweight(torch.arange(4), losses)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_losses_and_logits_refused_huge_finite_accepted(bad):
+    """The per-step finiteness check (a float64 sum, exact fallback when that sum overflows) refuses
+    every NaN or inf in losses or logits, and accepts finite float64 values whose sum overflows."""
+    o = make("omission")
+    o.set_epoch(0)
+    y = torch.zeros(4, dtype=torch.long)
+    z = torch.zeros(4, 3)
+    lo = torch.tensor([1.0, bad, 1.0, 1.0])
+    with pytest.raises(ValueError, match="losses contain NaN"):
+        o.reweight(torch.arange(4), lo, logits=z, targets=y)
+    zb = z.clone()
+    zb[2, 1] = bad
+    with pytest.raises(ValueError, match="logits contain NaN"):
+        o.reweight(torch.arange(4), torch.ones(4), logits=zb, targets=y)
+    assert int(o.tracker.visits.sum()) == 0                      # nothing recorded
+    huge = torch.full((4,), 1e308, dtype=torch.float64)          # sum overflows, every value is finite
+    o.reweight(torch.arange(4), huge, logits=z, targets=y)
+    assert int(o.tracker.visits.sum()) == 4
+
+
 def test_three_lines_with_a_dataloader_with_workers():
     x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
     sampler = make_sampler("infobatch", 64, num_epochs=4)
