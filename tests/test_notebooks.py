@@ -7,6 +7,7 @@ import nbformat
 import numpy as np
 import pytest
 
+from dynaprune import profiles
 from dynaprune.stats import VERDICTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +23,10 @@ def test_source_is_clean_and_parameterised(path):
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
-    assert any("parameters" in c.metadata.get("tags", []) for c in code)
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1
+    # opened in JupyterLab without parameters, a notebook shows the committed profile (rendered from the cache)
+    assert f'profile = "{profiles.COMMITTED}"' in params[0].source
     # thin notebooks: no training loop in a notebook
     src = "\n".join(c.source for c in code)
     assert ".backward(" not in src and "optimizer.step" not in src and "opt.step" not in src

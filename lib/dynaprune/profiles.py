@@ -1,10 +1,10 @@
 """The study's profiles, in one place: what each notebook trains under smoke / quick / cpu / gpu.
 
 - smoke: seconds per notebook (tests): MNIST-1D, a small MLP, 3 epochs, one seed.
-- quick: the main job on 2 CPU cores (`make study`, target cold <= 20 min): Fashion-MNIST,
-  first 10k training samples, MLP 784-256-256-10, 8 epochs, 2 seeds.
-- cpu: the largest study that fits a CPU in hours: full Fashion-MNIST, small CNN, 20 epochs, for the
-  headline comparison of 05 (its ``headline`` methods, 5 paired seeds); every method of 05 and the side
+- quick: the cold run on 2 CPU cores (`make study PROFILE=quick`, target from an empty cache <= 20 min):
+  Fashion-MNIST, first 10k training samples, MLP 784-256-256-10, 8 epochs, 2 seeds.
+- cpu: the committed profile (`make study`), the largest study that fits a CPU in hours: full
+  Fashion-MNIST, small CNN, 20 epochs, for the headline comparison of 05 (its ``headline`` methods, 5 paired seeds); every method of 05 and the side
   studies (04, 06, 07, 08: selection distributions, ablations, label noise, online pruning) on the
   ``side`` setting, 3 seeds of a 20k subset for 10 epochs.
 - gpu: [Omission] §5's setting: CIFAR-10 ResNet-18, 200 epochs, batch 128, SGD momentum 0.9,
@@ -21,7 +21,7 @@ from .config import RunConfig
 
 # The profile whose results are committed (data/results/) and that `make study` renders; the
 # render test in `make test` renders every notebook of it with computing forbidden.
-COMMITTED = "quick"
+COMMITTED = "cpu"
 
 PROFILES = {
     "smoke": dict(
