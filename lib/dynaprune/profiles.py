@@ -4,9 +4,9 @@
 - quick: the cold run on 2 CPU cores (`make study PROFILE=quick`, target from an empty cache <= 20 min):
   Fashion-MNIST, first 10k training samples, MLP 784-256-256-10, 8 epochs, 2 seeds.
 - cpu: the committed profile (`make study`), the largest study that fits a CPU in hours: full
-  Fashion-MNIST, small CNN, 20 epochs, for the headline comparison of 05 (its ``headline`` methods, 5 paired seeds); every method of 05 and the side
-  studies (04, 06, 07, 08: selection distributions, ablations, label noise, online pruning) on the
-  ``side`` setting, 3 seeds of a 20k subset for 10 epochs.
+  Fashion-MNIST, small CNN, 20 epochs, for the headline comparison of 05 (its ``headline`` methods,
+  5 paired seeds); every method of 05 and the side studies (04, 06, 07, 08: selection distributions,
+  ablations, label noise, online pruning) on the ``side`` setting, 3 seeds of a 20k subset for 10 epochs.
 - gpu: [Omission] §5's setting: CIFAR-10 ResNet-18, 200 epochs, batch 128, SGD momentum 0.9,
   cosine from 0.1 with 10% warm-up, wd 5e-4, drop_last, augmentation, four seeds (needs CUDA and the data).
 Side studies: notebooks 04, 06, 07 and 08 build their runs from `side_config` (the base plus the

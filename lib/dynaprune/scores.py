@@ -38,7 +38,7 @@ def output_grad_norm_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     _check_pair(logits, targets)
     with torch.no_grad():
         d = torch.softmax(logits.float(), dim=1)
-        # minus one at each target; scatter_add_ gives the same floats as indexed -= at a third less cost
+        # minus one at each target; scatter_add_ gives the same floats as indexed -= at about 30% less cost
         # per step (b ~ 128 on a CPU), where this runs for every batch of the samplers that track g~
         d.scatter_add_(1, targets.long().reshape(-1, 1), d.new_full((len(d), 1), -1.0))
         return d.norm(dim=1)
