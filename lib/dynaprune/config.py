@@ -49,10 +49,11 @@ class RunConfig:
     final_signals: tuple = ()        # per-sample signals stored at the end: loss, output_grad, dlis, grad_norm
     drop_last: bool = False          # drop an epoch's last incomplete batch ([Omission] §5 trains with drop_last=True)
     world_size: int = 1              # processes of a DistributedDataParallel run (batch_size is the global batch)
+    val_size: int = 0                # training samples held out for validation (`data.validation_split`); 0: none
 
     # Fields added after results were cached: left out of `to_dict` (so of the cache key) while they
     # hold their default, so adding a field does not invalidate every committed run.
-    _LATE_FIELDS = {"drop_last": False, "world_size": 1}
+    _LATE_FIELDS = {"drop_last": False, "world_size": 1, "val_size": 0}
 
     def __post_init__(self):
         for name in ("dataset_options", "model_options", "sampler_options"):
@@ -110,7 +111,7 @@ _TYPES = {"dataset": str, "model": str, "loss": str, "optimizer": str, "lr": (in
           "weight_decay": (int, float), "schedule": str, "warmup_epochs": (int, float), "gamma": (int, float),
           "epochs": int, "epochs_scale": (int, float), "scale_lr": bool, "batch_size": int, "sampler": str,
           "augment": bool, "seed": int, "device": str, "eval_every": int, "record_selection": bool,
-          "drop_last": bool, "world_size": int}
+          "drop_last": bool, "world_size": int, "val_size": int}
 
 
 def _validate_config(c: RunConfig):
@@ -131,6 +132,8 @@ def _validate_config(c: RunConfig):
         raise ValueError("epochs, batch_size and eval_every must be >= 1")
     if not 0 < c.epochs_scale <= 1:
         raise ValueError(f"epochs_scale must be in (0, 1], got {c.epochs_scale}")
+    if c.val_size < 0:
+        raise ValueError(f"val_size must be >= 0, got {c.val_size}")
     if c.world_size < 1 or c.batch_size % c.world_size:
         raise ValueError(f"batch_size ({c.batch_size}, the global batch) must be a multiple of world_size ({c.world_size})")
     if c.device.startswith("cuda") and not torch.cuda.is_available():

@@ -273,6 +273,33 @@ def subset(x, idx):
     return x[idx]
 
 
+VALIDATION_SEED = 20_261_129   # one split for every method and seed: it never depends on a run's seed
+
+
+def validation_split(y: torch.Tensor, size: int, seed: int = VALIDATION_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training indices, validation indices), both sorted: ``size`` samples held out, stratified by class
+    (each class's share of the validation set equals its share of ``y``, by largest remainder), drawn
+    with a fixed seed, so the split is identical across methods and seeds. No run trains on the held-out
+    part; learning rates are chosen on it, never on test data."""
+    y = torch.as_tensor(y).cpu()
+    n = len(y)
+    if int(size) != size or not 0 < size < n:
+        raise ValueError(f"validation size must be an integer in 1..{n - 1}, got {size}")
+    if y.is_floating_point():
+        raise ValueError("validation_split stratifies by class: it needs integer class labels")
+    classes, counts = torch.unique(y, return_counts=True)
+    exact = counts.double() * size / n
+    take_c = exact.floor().long()
+    left = int(size - take_c.sum())
+    take_c[torch.argsort(exact - take_c, descending=True, stable=True)[:left]] += 1   # largest remainder
+    g = torch.Generator().manual_seed(int(seed))
+    val = torch.cat([(members := torch.nonzero(y == c).flatten())[torch.randperm(len(members), generator=g)[:k]]
+                     for c, k in zip(classes.tolist(), take_c.tolist())])
+    mask = torch.ones(n, dtype=torch.bool)
+    mask[val] = False
+    return torch.nonzero(mask).flatten(), torch.sort(val).values
+
+
 def take(x, idx, device) -> torch.Tensor:
     """Rows ``idx`` (a tensor of indices or a slice) of an in-memory tensor or of `LazyImages`, on ``device``."""
     if isinstance(x, LazyImages):

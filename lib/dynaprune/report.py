@@ -235,10 +235,33 @@ def device_of(df: pd.DataFrame) -> str:
     return "+".join(sorted(set(map(str, df["device_used"]))))
 
 
-if __name__ == "__main__":   # python -m dynaprune.report verdicts
+def main(argv=None):
+    """``python -m dynaprune.report verdicts|diagnose``."""
     import argparse
-    ap = argparse.ArgumentParser(description="tables built from the committed numbers files")
-    ap.add_argument("command", choices=["verdicts"])
-    ap.add_argument("--figures", default=None, help="folder of *_numbers.json (default: figures/)")
-    a = ap.parse_args()
-    print(verdict_table(a.figures))
+    ap = argparse.ArgumentParser(prog="python -m dynaprune.report", description="tables built from the committed results")
+    ap.add_argument("command", choices=["verdicts", "diagnose"],
+                    help="verdicts: the README's verdict table; diagnose: every collapsed run, its break and cause")
+    ap.add_argument("--figures", default=None, help="verdicts: folder of *_numbers.json (default: figures/)")
+    ap.add_argument("--no-rerun", action="store_true",
+                    help="diagnose: never re-run a run cached without diagnostics (its cause may stay unexplained)")
+    a = ap.parse_args(argv)
+    if a.command == "verdicts":
+        print(verdict_table(a.figures))
+        return 0
+    from .diagnose import diagnose
+    d = diagnose(rerun=not a.no_rerun)
+    if d.empty:
+        print("no collapsed run in the results cache")
+        return 0
+    for r in d.to_dict("records"):
+        where = r["dataset"] + ("" if pd.isna(r["train_subset"]) else f", first {int(r['train_subset'])} samples")
+        brk = "-" if pd.isna(r["break_epoch"]) else int(r["break_epoch"])
+        print(f"{r['key']}  {r['label']}, seed {r['seed']} ({where}): {r['how']}, final test accuracy "
+              f"{r['acc']:.3f}; breaks at epoch {brk}\n    cause: {r['cause']}: {r['evidence']} [diagnostics {r['source']}]")
+    counts = d["cause"].value_counts()
+    print(f"{len(d)} collapsed run(s): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -25,7 +25,7 @@ import torch
 from . import cache as _cache
 from .cache import RunResult
 from .config import SIGNALS, RunConfig
-from .data import IndexedDataset, LazyImages, load_dataset, random_crop_flip, subset, take
+from .data import IndexedDataset, LazyImages, load_dataset, random_crop_flip, subset, take, validation_split
 from .models import build_model
 from .samplers import make_sampler
 from .scores import output_grad_norm_ce, per_sample_loss
@@ -92,10 +92,16 @@ def setup(c: RunConfig):
     device = _device(c)
     ds = load_dataset(c.dataset, **c.options("dataset_options"))
     xtr, ytr = ds.x_train, ds.y_train
+    pool, xval, yval = torch.arange(ds.n), None, None
+    if c.val_size:       # held out first, so train_subset takes the first k of what is left
+        pool, val = validation_split(ytr, c.val_size)
+        xval, yval = subset(xtr, val), ytr[val]
     if c.train_subset is not None:
-        if not 0 < c.train_subset <= ds.n:
-            raise ValueError(f"train_subset must be in 1..{ds.n}, got {c.train_subset}")
-        xtr, ytr = subset(xtr, torch.arange(c.train_subset)), ytr[: c.train_subset]
+        if not 0 < c.train_subset <= len(pool):
+            raise ValueError(f"train_subset must be in 1..{len(pool)}, got {c.train_subset}")
+        pool = pool[: c.train_subset]
+    if c.val_size or c.train_subset is not None:
+        xtr, ytr = subset(xtr, pool), ytr[pool]
     if c.batch_size > len(xtr):
         raise ValueError(f"batch_size {c.batch_size} is larger than the training set ({len(xtr)} samples)")
     model = build_model(c.model, ds.input_shape, ds.output_dim, seed=c.seed, **c.options("model_options")).to(device)
@@ -112,7 +118,10 @@ def setup(c: RunConfig):
         sampler_kw.update(scores=sc, scoring_seconds=secs)
     rank, world = _world(c)
     sampler = make_sampler(c.sampler, len(xtr), seed=c.seed, distributed=world > 1, **sampler_kw)
-    data = dict(x=xtr.to(device), y=ytr.to(device), x_test=ds.x_test.to(device), y_test=ds.y_test.to(device))
+    data = dict(x=xtr.to(device), y=ytr.to(device), x_test=ds.x_test.to(device), y_test=ds.y_test.to(device),
+                num_classes=ds.num_classes if c.loss == "ce" else None)
+    if xval is not None:
+        data.update(x_val=xval.to(device), y_val=yval.to(device))
     opt = _optimizer(c, model)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -164,12 +173,18 @@ def _batches(sampler, x, y, B, device):
 
 def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fraction=1.0):
     """One epoch for any sampler level (``fraction`` < 1: only that share of its steps, the partial
-    last epoch of Reducing Epoch). Fills `rec` (times, counts, losses)."""
+    last epoch of Reducing Epoch). Fills `rec` (times, counts, losses) and the diagnostics that explain
+    a collapse (`dynaprune.diagnose`): the class histogram of the backpropagated samples, the applied
+    weights (max, mean), the effective and the scheduled learning rate (max), the first non-finite step.
+    They are accumulated on the device and read once at the epoch's end (no host sync per step)."""
     x, y, b = data["x"], data["y"], c.batch_size // c.world_size   # this process's share of the global batch
+    C = data.get("num_classes")
+    cls = torch.zeros(C, dtype=torch.long, device=device) if C else None
+    w_max = torch.zeros((), dtype=torch.float64, device=device)
+    w_sum = torch.zeros((), dtype=torch.float64, device=device)
+    lr_max = lr_sched_max = 0.0
     t = time.perf_counter
-    req = sampler.scoring_request(epoch)                      # scoring pass ([Raju], KAKURENBO)
-    t0 = t()
-    if req is not None:
+    def score(req):                                           # a scoring pass ([Raju], KAKURENBO)
         model.eval()
         with torch.no_grad():
             for s in range(0, len(req), 4096):
@@ -178,6 +193,13 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
                 sampler.observe(i, per_sample_loss(out, y[i.to(device)], c.loss), logits=out, targets=y[i.to(device)])
                 rec["forwarded"] += len(i)
         model.train()
+
+    req = sampler.scoring_request(epoch)
+    t0 = t()
+    if req is not None:
+        score(req)
+    if hasattr(sampler, "scorer"):                            # sub-epoch checkpoints score as iteration reaches them
+        sampler.scorer = score
     sampler.set_epoch(epoch)
     B = sampler.meta_batch_size(b) if sampler.level == "batch" else b
     steps = (len(sampler) // B if c.drop_last else math.ceil(len(sampler) / B)) or 1
@@ -208,15 +230,25 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
             pos_d = pos.to(device)
             idx, xb, yb = idx[pos], xb[pos_d], yb[pos_d]
             _sync(device); t1 = t(); rec["t_select"] += t1 - t2
+        lr_s = lr_at(c, epoch + k / steps)
+        lr = lr_s * getattr(sampler, "lr_scale", 1.0)
+        lr_max, lr_sched_max = max(lr_max, lr), max(lr_sched_max, lr_s)
         for g in opt.param_groups:
-            g["lr"] = lr_at(c, epoch + k / steps) * getattr(sampler, "lr_scale", 1.0)
+            g["lr"] = lr
         out = _forward(model, xb, c, device)
         losses = per_sample_loss(out, yb, c.loss)
         _sync(device); t2 = t(); rec["t_forward"] += t2 - t1
         if c.world_size == 1 and not bool(torch.isfinite(losses.detach()).all()):   # diverged (e.g. large 1/(1-r)
             rec["diverged"] = True                  # weights): a result to report, not a crash; DDP ranks decide
-            break                                   # together at the epoch's end (`run`), or one rank would hang
+            rec["nonfinite_step"] = k               # together at the epoch's end (`run`), or one rank would hang
+            break
         loss = sampler.reweight(idx, losses, logits=out.detach(), targets=yb)
+        w = getattr(sampler, "last_weights", None)
+        if w is not None:
+            w_max = torch.maximum(w_max, w.max().to(w_max))
+            w_sum += w.sum().to(w_sum)
+        if cls is not None:
+            cls.scatter_add_(0, yb, torch.ones_like(yb))
         t3 = t(); rec["t_select"] += t3 - t2
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -229,6 +261,11 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
         k += 1
     batches.close()                                            # stops a DataLoader's workers early
     rec["lr"] = opt.param_groups[0]["lr"]
+    if cls is not None:
+        rec["class_hist"] = cls.cpu().tolist()
+    rec["w_max"] = float(w_max)
+    rec["w_mean"] = float(w_sum) / max(rec["backpropagated"], 1) if k else float("nan")
+    rec["lr_max"], rec["lr_sched_max"] = lr_max, lr_sched_max
 
 
 def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | None = None,
@@ -286,8 +323,12 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
             # unlike the loss of the backpropagated samples, which biased samplers choose
             k = min(n, 10_000)
             rec["train_eval_loss"], rec["train_eval_acc"] = evaluate(_core(model), data["x"], data["y"], c, device, n=k)
+            if "x_val" in data:   # the held-out split: what learning rates are chosen on
+                rec["val_loss"], rec["val_acc"] = evaluate(_core(model), data["x_val"], data["y_val"], c, device)
         else:
             rec["test_loss"] = rec["test_acc"] = rec["train_eval_loss"] = rec["train_eval_acc"] = float("nan")
+            if "x_val" in data:
+                rec["val_loss"] = rec["val_acc"] = float("nan")
         rec["t_eval"] = time.perf_counter() - t0
         if callback is not None:
             callback(epoch, _core(model), data)

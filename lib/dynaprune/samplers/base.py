@@ -214,6 +214,7 @@ class DynamicSampler(Sampler[int]):
         w = self.weights[idx].to(device=l.device, dtype=l.dtype)  # weights of this rank's batch, before stats move
         gi, gl, gz, gy = self._gather(idx, l.detach(), None if z is None else z.detach(), y)
         self._observe(gi, gl.float().cpu(), gz, gy)
+        self.last_weights = w.detach()     # the applied weights, for the engine's diagnostics (no host sync)
         return (w * l).mean()
 
     def _reweight_selected(self, indices, losses, logits, targets):
@@ -225,7 +226,9 @@ class DynamicSampler(Sampler[int]):
         gi, gl, gz, gy = self._gather(idx, l.detach(), None if z is None else z.detach(), y)
         self._observe(gi, gl.float().cpu(), gz, gy)
         self._pending = None
-        return (w.to(device=l.device, dtype=l.dtype) * l).mean()
+        w = w.to(device=l.device, dtype=l.dtype)
+        self.last_weights = w.detach()
+        return (w * l).mean()
 
     def select(self, indices, losses=None, *, logits=None, targets=None):
         """Batch-level selection on a meta-batch: (positions into it, weights of those positions)."""

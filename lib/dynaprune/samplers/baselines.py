@@ -26,6 +26,7 @@ SB_BETA = 1.0          # Selective Backprop exponent (the paper sweeps 1-3)
 SB_HISTORY = 1024      # losses in the CDF window
 KAKURENBO_F = 0.3      # maximum hidden fraction (ours; the public code's default for CIFAR)
 KAKURENBO_TAU = 0.7    # confidence threshold
+KAKURENBO_LR_RULES = ("realised", "scheduled")   # lr_scale from the hidden share, or from the scheduled F_e
 
 
 class _Replacement(BatchSampler):
@@ -140,9 +141,12 @@ class Kakurenbo(DynamicSampler):
     needs_logits = True
     _state_keys = ("loss", "correct", "confidence", "seen", "hidden", "lr_scale")
 
-    def __init__(self, n, *, max_fraction=None, keep_ratio=None, tau=KAKURENBO_TAU, num_epochs=None, seed=0,
-                 distributed=None):
+    def __init__(self, n, *, max_fraction=None, keep_ratio=None, tau=KAKURENBO_TAU, lr_rule="realised",
+                 num_epochs=None, seed=0, distributed=None):
+        if lr_rule not in KAKURENBO_LR_RULES:
+            raise ValueError(f"unknown lr_rule {lr_rule!r}; known: {', '.join(KAKURENBO_LR_RULES)}")
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
+        self.lr_rule = lr_rule
         self.keep_ratio = None
         if keep_ratio is not None:
             if max_fraction is not None:
@@ -195,7 +199,12 @@ class Kakurenbo(DynamicSampler):
                 eligible = cand[ok][: max(0, target)]
                 hide[eligible] = True
         self.hidden = hide
-        self.lr_scale = 1.0 / (1.0 - float(hide.double().mean()))
+        # "scheduled" (the public code): 1 / (1 - F_e), the epoch's scheduled fraction (1 in epoch 0, which
+        # hides nothing); "realised": 1 / (1 - the share actually hidden), which keep_ratio's carried
+        # shortfalls can drive far above the schedule (the committed cpu runs use it)
+        hidden = self.fraction(epoch) if self.lr_rule == "scheduled" and self.seen.all() else \
+            0.0 if self.lr_rule == "scheduled" else float(hide.double().mean())
+        self.lr_scale = 1.0 / (1.0 - hidden)
         return self._shuffle(torch.nonzero(~hide).flatten(), g), None
 
 

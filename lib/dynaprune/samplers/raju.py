@@ -30,7 +30,52 @@ EPSILON = 0.1      # eps-greedy exploration share (ours; [Raju]: insensitive)
 C = 1.0            # UCB confidence (ours; [Raju]: insensitive)
 
 
-class RandomDynamic(DynamicSampler):
+class _Checkpoints:
+    """Sub-epoch checkpoints, ``checkpoints_per_epoch`` = m > 1 (with ``period`` 1): [Raju]'s regime of 20
+    checkpoints per run in runs shorter than 20 epochs. Each checkpoint chooses a subset of k = keep_ratio n
+    as usual and trains on k / m of it (a T_p = 1 / m epoch's worth), so an epoch still backpropagates k
+    samples. The epoch's first checkpoint is planned by `set_epoch` (after the epoch-start scoring pass);
+    the others happen as iteration reaches them, through ``scorer(indices)``, which the trainer sets: it
+    runs a no-grad forward over the indices and passes the losses to `observe` (`dynaprune.train` does).
+    One process only (the segments are drawn lazily)."""
+
+    def _init_checkpoints(self, checkpoints_per_epoch, period):
+        if int(checkpoints_per_epoch) != checkpoints_per_epoch or checkpoints_per_epoch < 1:
+            raise ValueError(f"checkpoints_per_epoch must be a positive integer, got {checkpoints_per_epoch}")
+        if checkpoints_per_epoch > 1 and int(period) != 1:
+            raise ValueError(f"checkpoints_per_epoch > 1 needs period 1, got period {period}")
+        if checkpoints_per_epoch > 1 and self.world > 1:
+            raise ValueError("checkpoints_per_epoch > 1 runs on one process (its segments are drawn lazily)")
+        self.checkpoints_per_epoch = int(checkpoints_per_epoch)
+        self.scorer = None
+
+    def _segment_sizes(self, k: int) -> list[int]:
+        m = self.checkpoints_per_epoch
+        return [k * (j + 1) // m - k * j // m for j in range(m)]
+
+    def _segmented(self, subset, g):
+        """The epoch's plan: the first segment drawn from ``subset``, placeholders for the others."""
+        if self.checkpoints_per_epoch == 1:
+            return self._shuffle(subset, g)
+        k = len(subset)
+        first = self._shuffle(subset, g)[: self._segment_sizes(k)[0]]
+        return torch.cat([first, torch.full((k - len(first),), -1, dtype=torch.long)])
+
+    def __iter__(self):
+        if self.checkpoints_per_epoch == 1 or self.epoch < 0:
+            return super().__iter__()
+        return self._iter_segments(self.epoch)
+
+    def _iter_segments(self, epoch):
+        sizes = self._segment_sizes(len(self.plan))
+        yield from self.plan[: sizes[0]].tolist()
+        for j in range(1, len(sizes)):
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 7_919 + 104_729 * j + 17)
+            subset = self._checkpoint(g)
+            yield from self._shuffle(subset, g)[: sizes[j]].tolist()
+
+
+class RandomDynamic(_Checkpoints, DynamicSampler):
     """[Raju] "random dynamic": a uniform keep_ratio * n subset, re-drawn every `period` epochs.
     ``rescale=True`` weights each sample by 1/keep_ratio (InfoBatch-style step scaling).
     ``always``: indices kept at every epoch, the rest of the budget drawn uniformly from the
@@ -39,8 +84,9 @@ class RandomDynamic(DynamicSampler):
     _state_keys = ("subset",)
 
     def __init__(self, n, *, keep_ratio: float = 0.5, period: int = 1, rescale: bool = False,
-                 always=(), num_epochs=None, seed=0, distributed=None):
+                 always=(), checkpoints_per_epoch: int = 1, num_epochs=None, seed=0, distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
+        self._init_checkpoints(checkpoints_per_epoch, period)
         self.always = torch.as_tensor(list(always), dtype=torch.long).unique()
         if len(self.always) and (self.always.min() < 0 or self.always.max() >= self.n):
             raise IndexError("always: indices out of range")
@@ -50,39 +96,46 @@ class RandomDynamic(DynamicSampler):
         self.period, self.rescale = int(period), bool(rescale)
         self.subset = None
 
+    def _checkpoint(self, g):
+        k = self._k(self.keep_ratio)
+        if len(self.always) > k:
+            raise ValueError(f"{len(self.always)} always-kept samples exceed the budget of {k}")
+        rest = torch.ones(self.n, dtype=torch.bool)
+        rest[self.always] = False
+        rest = torch.nonzero(rest).flatten()
+        self.subset = torch.cat([self.always, rest[torch.randperm(len(rest), generator=g)[: k - len(self.always)]]])
+        return self.subset
+
     def _plan(self, epoch, g):
         subset = self.subset
         if epoch % self.period == 0 or subset is None:
-            k = self._k(self.keep_ratio)
-            if len(self.always) > k:
-                raise ValueError(f"{len(self.always)} always-kept samples exceed the budget of {k}")
-            rest = torch.ones(self.n, dtype=torch.bool)
-            rest[self.always] = False
-            rest = torch.nonzero(rest).flatten()
-            subset = torch.cat([self.always, rest[torch.randperm(len(rest), generator=g)[: k - len(self.always)]]])
+            subset = self._checkpoint(g)
         self.subset = subset
         w = None
         if self.rescale:
             w = torch.full((self.n,), 1.0 / self.keep_ratio, dtype=torch.float64)
-        return self._shuffle(subset, g), w
+        return self._segmented(subset, g), w
 
 
-def random_dynamic(n, *, period: int = PERIOD, **kw):
+def random_dynamic(n, *, period: int | None = None, **kw):
     """[Raju]'s "random dynamic": a uniform subset "at each checkpoint" (every T_p epochs)."""
+    if period is None:   # T_p = 10 epochs, or every epoch when checkpoints fall inside epochs
+        period = 1 if kw.get("checkpoints_per_epoch", 1) > 1 else PERIOD
     return RandomDynamic(n, period=period, **kw)
 
 
 random_dynamic.version, random_dynamic.requires_num_epochs = 1, False
 
 
-class UncertaintyEMA(DynamicSampler):
+class UncertaintyEMA(_Checkpoints, DynamicSampler):
     """[Raju] eq. 1-2: EMA of the per-sample loss at each checkpoint, top k kept."""
 
     _state_keys = ("ema", "var", "subset", "_scored")
 
     def __init__(self, n, *, keep_ratio: float = 0.5, alpha: float = ALPHA, period: int = PERIOD,
-                 num_epochs=None, seed=0, distributed=None):
+                 checkpoints_per_epoch: int = 1, num_epochs=None, seed=0, distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
+        self._init_checkpoints(checkpoints_per_epoch, period)
         self.keep_ratio = _check_ratio("keep_ratio", keep_ratio)
         self.alpha = _check_ratio("alpha", alpha)
         if int(period) < 1:
@@ -120,16 +173,27 @@ class UncertaintyEMA(DynamicSampler):
     def _choose(self, score, k, g):
         return torch.topk(score, k).indices
 
+    def _checkpoint(self, g, epoch=None):
+        """Choose the subset from the scores of the scoring pass just made (a sub-epoch checkpoint asks the
+        trainer's ``scorer`` for it)."""
+        if epoch is None:
+            if self.scorer is None:
+                raise RuntimeError(f"{type(self).__name__}: checkpoints_per_epoch > 1 needs sampler.scorer, a function "
+                                   "of indices that runs a no-grad forward on them and passes the losses to observe()")
+            self.scorer(torch.arange(self.n))
+        if not bool(self._scored.all()):
+            raise RuntimeError(
+                f"{type(self).__name__}: {'a sub-epoch checkpoint' if epoch is None else f'epoch {epoch}'} is a "
+                "pruning checkpoint; score the samples of scoring_request(epoch) with a no-grad forward and pass "
+                "them to observe() first")
+        self.subset = self._choose(self.score(), self._k(self.keep_ratio), g)
+        self._scored = torch.zeros(self.n, dtype=torch.bool)
+        return self.subset
+
     def _plan(self, epoch, g):
         if self.is_checkpoint(epoch):
-            if not bool(self._scored.all()):
-                raise RuntimeError(
-                    f"{type(self).__name__}: epoch {epoch} is a pruning checkpoint; score the samples of "
-                    "scoring_request(epoch) with a no-grad forward and pass them to observe() first")
-            subset = self._choose(self.score(), self._k(self.keep_ratio), g)
-            self._scored = torch.zeros(self.n, dtype=torch.bool)
-            self.subset = subset
-        return self._shuffle(self.subset, g), None
+            self._checkpoint(g, epoch)
+        return self._segmented(self.subset, g), None
 
 
 class EpsilonGreedy(UncertaintyEMA):

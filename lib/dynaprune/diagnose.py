@@ -1,0 +1,230 @@
+"""Which runs collapsed, where, and why: `python -m dynaprune.report diagnose`.
+
+A run *collapsed* when it ended at or near chance (test accuracy below chance + 0.10), diverged (a
+non-finite loss stopped it), or ended far below its seed-mates (more than 5 points under the median of
+the same config on other seeds). Its *break* is the first epoch whose loss of the backpropagated samples
+turned non-finite, else the first whose (weighted) training loss rose above 1.5x the best before it, else
+the first evaluated epoch near chance.
+
+The cause is read from the per-epoch diagnostics the engine records (`train._train_epoch`) up to the
+break, checked in this order, from a small fixed vocabulary (`CAUSES`):
+
+- ``learning-rate blow-up``: the effective learning rate (a sampler's ``lr_scale`` included) reached
+  at least 2x the scheduled one (KAKURENBO's 1 / (1 - hidden share));
+- ``weight blow-up``: an applied sample weight reached at least 5 (1 / (1 - r) of InfoBatch forced to
+  r = 0.9 is 10; [OnlineIS]'s 1 / (m p) grows as p shrinks);
+- ``class cycling``: the backpropagated samples' class histogram is far from the training set's (total
+  variation >= 0.3) and its leading classes change from one epoch to the next (greedy top-k by loss,
+  [Raju] eq. 2-4, picks the classes the model fits worst, then the ones it just stopped fitting);
+- ``divergence``: a non-finite loss with none of the above;
+- ``unexplained``: nothing recorded explains it.
+
+Runs cached before the engine recorded diagnostics are re-run up to their break with the diagnostics on
+(same seed and thread count as recorded, so the same floats: the re-run's losses are compared with the
+cached ones and the agreement is reported), and the re-run's diagnostics are cached as an analysis
+(`cache.memo`), so the diagnosis of the committed cache is read from the cache, never recomputed.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+from . import cache
+
+CAUSES = ("learning-rate blow-up", "weight blow-up", "class cycling", "divergence", "unexplained")
+NEAR_CHANCE = 0.10      # test accuracy below chance + this is "at or near chance"
+BELOW_MATES = 0.05      # this far under the seed-mates' median is "far below its seed-mates"
+LOSS_JUMP = 1.5         # the break: a loss above this multiple of the best before it
+LR_BLOWUP = 2.0         # effective / scheduled learning rate
+WEIGHT_BLOWUP = 5.0     # largest applied weight
+CYCLING_TV = 0.3        # total variation between the backpropagated and the training class shares
+DIAGNOSTIC_KEYS = ("class_hist", "w_max", "w_mean", "lr_max", "lr_sched_max")
+
+
+def _mates_key(cfg: dict) -> str:
+    return json.dumps({k: v for k, v in cfg.items() if k != "seed"}, sort_keys=True, default=str)
+
+
+def collapsed(entries: list[dict]) -> list[dict]:
+    """The collapsed runs among cache entries (dicts with ``key``, ``config``, ``records``): each with
+    ``how`` (why it counts as collapsed) and ``break_epoch``. Classification runs only."""
+    runs = [e for e in entries if e["config"].get("loss", "ce") == "ce" and e["records"]]
+    finals = {e["key"]: _final_acc(e["records"]) for e in runs}
+    groups: dict[str, list] = {}
+    for e in runs:
+        groups.setdefault(_mates_key(e["config"]), []).append(e)
+    out = []
+    for e in runs:
+        acc, recs = finals[e["key"]], e["records"]
+        C = _num_classes(e)
+        how = []
+        if any(r.get("diverged") for r in recs):
+            how.append("diverged")
+        if acc is not None and acc < 1.0 / C + NEAR_CHANCE:
+            how.append("at or near chance")
+        mates = [finals[m["key"]] for m in groups[_mates_key(e["config"])] if m["key"] != e["key"]]
+        mates = [a for a in mates if a is not None]
+        if acc is not None and mates and acc < float(np.median(mates)) - BELOW_MATES:
+            how.append("far below its seed-mates")
+        if how:
+            out.append(dict(e, how=how, acc=acc, mates=mates, break_epoch=break_epoch(recs, C)))
+    return out
+
+
+def _final_acc(records):
+    accs = [r.get("test_acc") for r in records if r.get("test_acc") is not None and np.isfinite(r["test_acc"])]
+    return float(accs[-1]) if accs else None
+
+
+def _num_classes(entry) -> int:
+    h = next((r["class_hist"] for r in entry["records"] if "class_hist" in r), None)
+    return len(h) if h is not None else len(_train_share(entry))
+
+
+@functools.lru_cache(maxsize=None)
+def _class_shares(dataset: str, options: str, val_size: int, train_subset) -> tuple:
+    import torch
+    from .data import load_dataset, validation_split
+    ds = load_dataset(dataset, **json.loads(options))
+    y = ds.y_train
+    if val_size:
+        y = y[validation_split(y, val_size)[0]]
+    if train_subset is not None:
+        y = y[:train_subset]
+    counts = torch.bincount(y, minlength=ds.num_classes).double()
+    return tuple((counts / counts.sum()).tolist())
+
+
+def _train_share(entry) -> np.ndarray:
+    """Each class's share of the run's training set (its variant, validation split and subset)."""
+    cfg = entry["config"]
+    return np.array(_class_shares(cfg["dataset"], json.dumps(cfg.get("dataset_options") or {}, sort_keys=True),
+                                  int(cfg.get("val_size", 0)), cfg.get("train_subset")))
+
+
+def break_epoch(records, num_classes: int = 10) -> int | None:
+    """The first epoch with a non-finite loss; else the first whose training loss (weighted: what was
+    backpropagated, an estimate of the full-data loss for the unbiased methods, unlike the plain loss of
+    the samples a biased method picks) rose above LOSS_JUMP x the best before it; else the first
+    evaluated epoch near chance; None when none of these happened."""
+    for r in records:
+        l = r.get("train_loss_weighted", r.get("train_loss"))
+        if r.get("diverged") or l is None or not np.isfinite(l):
+            return int(r["epoch"])
+    best = math.inf
+    for r in records:
+        l = r.get("train_loss_weighted", r.get("train_loss"))
+        if r["epoch"] > 0 and l > LOSS_JUMP * best:
+            return int(r["epoch"])
+        best = min(best, l)
+    for r in records:
+        a = r.get("test_acc")
+        if a is not None and np.isfinite(a) and a < 1.0 / num_classes + NEAR_CHANCE:
+            return int(r["epoch"])
+    return None
+
+
+def cause(diag: list[dict], train_share=None) -> tuple[str, str]:
+    """(cause from `CAUSES`, the evidence in words) from per-epoch diagnostics up to the break.
+    ``train_share``: each class's share of the training set (uniform when None)."""
+    have = [d for d in diag if all(k in d for k in DIAGNOSTIC_KEYS)]
+    if not have:
+        nonfinite = any(d.get("diverged") for d in diag)
+        return ("divergence", "a non-finite loss (no other diagnostics recorded)") if nonfinite else \
+            ("unexplained", "no diagnostics recorded")
+    ratio = max((d["lr_max"] / d["lr_sched_max"] for d in have if d["lr_sched_max"] > 0), default=1.0)
+    if ratio >= LR_BLOWUP:
+        e = max(have, key=lambda d: d["lr_max"] / max(d["lr_sched_max"], 1e-300))
+        return "learning-rate blow-up", (f"effective learning rate {e['lr_max']:.3g} = {ratio:.1f}x the scheduled "
+                                         f"{e['lr_sched_max']:.3g} (epoch {e['epoch']})")
+    w = max(have, key=lambda d: d["w_max"] if np.isfinite(d["w_max"]) else -1)
+    if w["w_max"] >= WEIGHT_BLOWUP:
+        return "weight blow-up", f"largest applied weight {w['w_max']:.3g} (mean {w['w_mean']:.3g}, epoch {w['epoch']})"
+    shares = [np.asarray(d["class_hist"], float) / max(sum(d["class_hist"]), 1) for d in have]
+    ref = np.full(len(shares[0]), 1.0 / len(shares[0])) if train_share is None else np.asarray(train_share, float)
+    tvs = [0.5 * np.abs(s - ref).sum() for s in shares]
+    lead = [set(np.argsort(-s)[:3].tolist()) for s in shares]
+    changes = any(a != b for a, b in zip(lead, lead[1:]))
+    if max(tvs) >= CYCLING_TV and (changes or len(shares) == 1):
+        i = int(np.argmax(tvs))
+        top = ", ".join(f"{c}: {shares[i][c]:.2f}" for c in np.argsort(-shares[i])[:3])
+        return "class cycling", (f"backpropagated class shares {top} at epoch {have[i]['epoch']} (total variation "
+                                 f"{tvs[i]:.2f} from the training set); leading classes change between epochs")
+    if any(d.get("diverged") or d.get("nonfinite_step") is not None for d in diag):
+        return "divergence", "a non-finite loss with learning rate, weights and classes in range"
+    return "unexplained", (f"learning rate <= {ratio:.2f}x scheduled, weights <= {w['w_max']:.3g}, class "
+                           f"shares within {max(tvs):.2f} of the training set")
+
+
+def _rerun(entry, upto: int) -> dict:
+    """Re-run a cached run for ``upto`` epochs with the diagnostics on (not cached as a run)."""
+    import torch
+    from .config import RunConfig
+    from .train import run
+    cfg = dict(entry["config"])
+    for name in ("milestones", "final_signals"):
+        cfg[name] = tuple(cfg.get(name, ()))
+    c = RunConfig(**cfg)
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(entry.get("env", {}).get("threads") or old))   # the same reduction order as recorded
+    try:
+        r = run(c, use_cache=False, stop_after=upto)
+    finally:
+        torch.set_num_threads(old)
+    recs = r.records[:upto]
+    cached = [x.get("train_loss", float("nan")) for x in entry["records"][:len(recs)]]
+    fresh = [x["train_loss"] for x in recs]
+    same = all((a == b) or (not np.isfinite(a) and not np.isfinite(b)) for a, b in zip(cached, fresh))
+    return dict(epoch=np.array([x["epoch"] for x in recs]), train_loss=np.array(fresh, float),
+                class_hist=np.array([x.get("class_hist", []) for x in recs]),
+                w_max=np.array([x["w_max"] for x in recs]), w_mean=np.array([x["w_mean"] for x in recs]),
+                lr_max=np.array([x["lr_max"] for x in recs]), lr_sched_max=np.array([x["lr_sched_max"] for x in recs]),
+                diverged=np.array([bool(x.get("diverged")) for x in recs]), reproduced=np.array(same))
+
+
+def diagnostics_of(entry, upto: int | None, rerun: bool = True) -> tuple[list[dict], str]:
+    """Per-epoch diagnostics of a run up to epoch ``upto`` (inclusive; all when None), and where they
+    come from: its own records, or a cached re-run (``rerun``; refused under DYNAPRUNE_CACHE_ONLY
+    unless cached)."""
+    recs = entry["records"] if upto is None else [r for r in entry["records"] if r["epoch"] <= upto]
+    if all(k in recs[-1] for k in DIAGNOSTIC_KEYS) or not rerun:
+        return recs, "recorded"
+    n = len(recs)
+    try:
+        a = cache.memo("diagnostics", dict(key=entry["key"], epochs=n), lambda: _rerun(entry, n))
+    except cache.CacheMiss:
+        return recs, "not recorded (re-run refused: DYNAPRUNE_CACHE_ONLY)"
+    out = [dict(epoch=int(a["epoch"][i]), train_loss=float(a["train_loss"][i]), class_hist=a["class_hist"][i].tolist(),
+                w_max=float(a["w_max"][i]), w_mean=float(a["w_mean"][i]), lr_max=float(a["lr_max"][i]),
+                lr_sched_max=float(a["lr_sched_max"][i]), diverged=bool(a["diverged"][i])) for i in range(len(a["epoch"]))]
+    return out, "re-run" + (" (reproduced the cached losses exactly)" if bool(a["reproduced"]) else
+                            " (losses differ from the cached run's: read with care)")
+
+
+def diagnose(entries=None, rerun: bool = True) -> pd.DataFrame:
+    """One row per collapsed run: key, label, seed, how it collapsed, final accuracy, break epoch, cause,
+    evidence, and where the diagnostics came from."""
+    from .report import label_of
+    entries = list(_entries() if entries is None else entries)
+    rows = []
+    for e in collapsed(entries):
+        upto = e["break_epoch"]
+        diag, source = diagnostics_of(e, upto, rerun=rerun)
+        why, evidence = cause(diag, _train_share(e))
+        rows.append(dict(key=e["key"], label=label_of(e["config"]), dataset=e["config"]["dataset"],
+                         train_subset=e["config"].get("train_subset"), seed=e["config"]["seed"],
+                         how=", ".join(e["how"]), acc=e["acc"], break_epoch=upto, cause=why, evidence=evidence,
+                         source=source))
+    cols = ["key", "label", "dataset", "train_subset", "seed", "how", "acc", "break_epoch", "cause", "evidence", "source"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _entries():
+    for j in sorted(cache._root(None).glob("*.json")):
+        meta = json.loads(j.read_text())
+        if cache.is_run_entry(meta):
+            yield meta

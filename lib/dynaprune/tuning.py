@@ -1,0 +1,55 @@
+"""A learning rate per method, chosen on held-out validation data, never on test data.
+
+    grid = lr_grid(0.05)                      # 0.0125, 0.025, 0.05, 0.1: 4 values spanning 8x
+    configs = [base.replace(lr=lr, seed=s) for lr in grid for s in tuning_seeds]   # val_size > 0
+    lr, table = choose_lr(runs(configs))      # best mean validation accuracy over the tuning seeds
+
+`choose_lr` reads each run's last evaluated ``val_acc`` only (the test split never enters the choice),
+refuses runs without a validation split, and returns the whole grid as a table for the notebook to show.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+GRID_FACTORS = (0.25, 0.5, 1.0, 2.0)   # around the recipe's value: 4 values spanning 8x (the issue asks >= 3 over >= 4x)
+
+
+def lr_grid(center: float, factors=GRID_FACTORS) -> list[float]:
+    """Learning rates ``center * factor``, ascending; at least 3 values spanning at least 4x."""
+    grid = sorted(float(center) * f for f in factors)
+    if len(grid) < 3 or grid[-1] < 4 * grid[0] * (1 - 1e-9):
+        raise ValueError(f"a learning-rate grid needs >= 3 values spanning >= 4x, got {grid}")
+    return grid
+
+
+def _val_acc(result) -> float:
+    vals = [r["val_acc"] for r in result.records if r.get("val_acc") is not None and math.isfinite(r["val_acc"])]
+    if not vals:
+        raise ValueError(f"run {result.config.sampler} lr={result.config.lr} seed={result.config.seed} has no "
+                         "validation accuracy: learning rates are chosen on a validation split (val_size > 0)")
+    return float(vals[-1])
+
+
+def choose_lr(results) -> tuple[float, pd.DataFrame]:
+    """(the learning rate with the best mean validation accuracy, the grid as a table: lr, mean and per-seed
+    validation accuracy, chosen). Every learning rate must have the same tuning seeds; ties go to the
+    smaller learning rate. Test accuracy is never read."""
+    results = list(results)
+    if not results:
+        raise ValueError("no runs to choose a learning rate from")
+    rows = [dict(lr=float(r.config.lr), seed=int(r.config.seed), val_acc=_val_acc(r)) for r in results]
+    df = pd.DataFrame(rows)
+    seeds = df.groupby("lr")["seed"].apply(lambda s: tuple(sorted(s)))
+    if seeds.nunique() != 1:
+        raise ValueError(f"every learning rate needs the same tuning seeds, got {dict(seeds)}")
+    if len(seeds) < 3:
+        raise ValueError(f"a learning-rate grid needs >= 3 values, got {sorted(seeds.index)}")
+    table = df.pivot(index="lr", columns="seed", values="val_acc")
+    table.columns = [f"val_acc seed {s}" for s in table.columns]
+    table.insert(0, "val_acc mean", table.mean(axis=1))
+    best = table["val_acc mean"].max()
+    chosen = float(min(table.index[table["val_acc mean"] == best]))
+    table["chosen"] = table.index == chosen
+    return chosen, table.reset_index()

@@ -1,0 +1,162 @@
+"""The fair protocol: diagnostics that name a collapse's cause, the validation split, learning rates
+chosen on validation data only, the papers' regimes quoted and labelled."""
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from dynaprune import profiles, regimes, tuning
+from dynaprune.data import validation_split
+from dynaprune.diagnose import CAUSES, break_epoch, cause, collapsed, diagnose
+from dynaprune.train import run, setup
+
+
+def _entry(r, key="k"):
+    return dict(key=key, config=r.config.to_dict(), records=r.records, env=r.env)
+
+
+def test_a_top_k_selector_that_cycles_is_named_class_cycling():
+    """[Raju] eq. 2: greedy top-k by loss from an untrained model picks the classes it fits worst; after
+    training on them, the others become the worst: the selected classes rotate."""
+    c = profiles.base_config("smoke", sampler="uncertainty_ema", sampler_options={"keep_ratio": 0.2, "period": 1})
+    r = run(c, use_cache=False)
+    assert all(sum(x["class_hist"]) == x["backpropagated"] for x in r.records)
+    assert cause(r.records)[0] == "class cycling"
+    # the same budget drawn uniformly does not cycle
+    u = run(c.replace(sampler="random"), use_cache=False)
+    assert cause(u.records)[0] == "unexplained"
+
+
+def test_a_learning_rate_that_blows_up_is_named():
+    """KAKURENBO scales the learning rate by 1 / (1 - F_e): F = 0.9 stepping down by quarters gives
+    F_1 = 0.72 in the second of 3 epochs, 3.6x the schedule."""
+    c = profiles.base_config("smoke", sampler="kakurenbo", sampler_options={"max_fraction": 0.9, "lr_rule": "scheduled"})
+    r = run(c, use_cache=False)
+    assert max(x["lr_max"] / x["lr_sched_max"] for x in r.records) == pytest.approx(1 / (1 - 0.72))
+    assert cause(r.records)[0] == "learning-rate blow-up"
+
+
+def test_a_diverged_run_is_found_with_its_break_and_cause():
+    c = profiles.base_config("smoke", lr=200.0, schedule="constant")
+    r = run(c, use_cache=False)
+    assert r.records[-1].get("diverged") and r.records[-1]["nonfinite_step"] >= 0
+    e = _entry(r)
+    [found] = collapsed([e])
+    assert "diverged" in found["how"] and found["break_epoch"] == r.records[-1]["epoch"]
+    d = diagnose([e])
+    assert list(d["cause"]) == ["divergence"] and d["source"][0] == "recorded"
+
+
+def test_weight_blow_up_and_the_vocabulary():
+    base = dict(epoch=1, class_hist=[10] * 10, lr_max=0.1, lr_sched_max=0.1, w_mean=1.0)
+    assert cause([dict(base, w_max=10.0)])[0] == "weight blow-up"
+    assert cause([dict(base, w_max=1.0)])[0] == "unexplained"
+    assert cause([dict(epoch=0, diverged=True)])[0] == "divergence"
+    assert set(CAUSES) == {"learning-rate blow-up", "weight blow-up", "class cycling", "divergence", "unexplained"}
+
+
+def test_break_epoch_reads_the_weighted_loss():
+    recs = [dict(epoch=e, train_loss=l, train_loss_weighted=w, test_acc=a)
+            for e, (l, w, a) in enumerate([(0.5, 0.5, 0.8), (0.9, 0.3, 0.85), (0.9, 0.25, 0.87), (2.8, 3.0, 0.1)])]
+    assert break_epoch(recs) == 3          # the plain loss of a biased selection rises by design at epoch 1
+    recs[2]["train_loss_weighted"] = math.inf
+    assert break_epoch(recs) == 2
+
+
+def test_validation_split_is_stratified_disjoint_and_the_same_for_every_run():
+    y = torch.tensor([0] * 600 + [1] * 300 + [2] * 100)
+    tr, va = validation_split(y, 100)
+    assert len(set(tr.tolist()) & set(va.tolist())) == 0 and len(tr) + len(va) == len(y)
+    assert torch.bincount(y[va]).tolist() == [60, 30, 10]
+    with pytest.raises(ValueError):
+        validation_split(y, 0)
+    a = profiles.base_config("smoke", val_size=300, sampler="omission", sampler_options={"keep_ratio": 0.5}, seed=0)
+    b = a.replace(sampler="full", sampler_options={}, seed=3)
+    ds, da, *_ = setup(a)
+    _, db, *_ = setup(b)
+    assert torch.equal(da["x_val"], db["x_val"]) and torch.equal(da["x"], db["x"])
+    tr, va = validation_split(ds.y_train, 300)
+    assert torch.equal(da["x"], ds.x_train[tr]) and torch.equal(da["y_val"], ds.y_train[va])
+    assert len(da["x"]) + len(da["x_val"]) == ds.n
+    # the old key is unchanged when no split is asked for (committed runs stay valid)
+    assert "val_size" not in a.replace(val_size=0).to_dict()
+
+
+class _NoTest(dict):
+    """A record whose test accuracy cannot be read: a choice that touches it fails."""
+    def __getitem__(self, k):
+        if k.startswith("test"):
+            raise AssertionError("the learning-rate choice read test data")
+        return super().__getitem__(k)
+
+    def get(self, k, default=None):
+        if k.startswith("test"):
+            raise AssertionError("the learning-rate choice read test data")
+        return super().get(k, default)
+
+
+def _fake(lr, seed, val, test):
+    rec = _NoTest(epoch=0, val_acc=val, test_acc=test)
+    return SimpleNamespace(config=SimpleNamespace(lr=lr, seed=seed, sampler="x"), records=[rec])
+
+
+def test_learning_rate_is_chosen_on_validation_never_on_test():
+    grid = tuning.lr_grid(0.05)
+    assert len(grid) >= 3 and grid[-1] / grid[0] >= 4
+    # validation prefers 0.025; test would prefer 0.1
+    val = {0.0125: 0.80, 0.025: 0.90, 0.05: 0.85, 0.1: 0.70}
+    test = {0.0125: 0.70, 0.025: 0.60, 0.05: 0.65, 0.1: 0.95}
+    results = [_fake(lr, s, val[lr] + 0.01 * s, test[lr]) for lr in grid for s in (0, 1)]
+    lr, table = tuning.choose_lr(results)
+    assert lr == 0.025 and table.loc[table["chosen"], "lr"].tolist() == [0.025]
+    assert not any("test" in c for c in table.columns)
+    with pytest.raises(ValueError, match="validation"):
+        tuning.choose_lr([SimpleNamespace(config=SimpleNamespace(lr=0.1, seed=0, sampler="x"),
+                                          records=[dict(epoch=0, test_acc=0.9)])])
+    with pytest.raises(ValueError, match="same tuning seeds"):
+        tuning.choose_lr(results[:-1])
+
+
+def test_lr_selection_end_to_end_on_smoke():
+    """The recipe, a method's regime and the choice on validation, on real (smoke) runs."""
+    base = profiles.base_config("smoke", sampler="infobatch", sampler_options=regimes.regime("infobatch", 3),
+                                val_size=300, **regimes.recipe(3))
+    results = [run(base.replace(lr=lr), use_cache=False) for lr in tuning.lr_grid(0.05)]
+    lr, table = tuning.choose_lr(results)
+    assert lr in tuning.lr_grid(0.05) and len(table) == 4
+    assert all(np.isfinite(r.records[-1]["val_acc"]) for r in results)
+
+
+def test_regimes_quote_their_papers_and_label_what_is_outside():
+    doc = regimes.regime.__doc__
+    for quote in ("r = 0.5", "delta = 0.875", "F = 0.3", "alpha = 0.3", "epsilon = 1e-4", "b / B = 0.25",
+                  "20 checkpoints"):
+        assert quote in doc, quote
+    assert regimes.recipe(20) == dict(schedule="cosine", warmup_epochs=2.0, drop_last=True)
+    assert regimes.outside("infobatch", regimes.regime("infobatch", 20), 20) is None
+    assert "InfoBatch" in regimes.outside("infobatch", {"keep_ratio": 0.5}, 20)
+    assert regimes.outside("kakurenbo", regimes.regime("kakurenbo", 20), 20) is None
+    assert "KAKURENBO" in regimes.outside("kakurenbo", {"keep_ratio": 0.5}, 20)
+    assert regimes.outside("ucb", regimes.regime("ucb", 200), 200) is None
+    assert regimes.regime("ucb", 10) == dict(period=1, checkpoints_per_epoch=2)
+    assert regimes.outside("ucb", regimes.regime("ucb", 10), 10) is None
+    assert "10 checkpoints" in regimes.outside("ucb", {"period": 1}, 10)
+    assert regimes.outside("omission", {"keep_ratio": 0.3}, 20) is None
+
+
+@pytest.mark.parametrize("method", ["ucb", "random_dynamic"])
+def test_sub_epoch_checkpoints_score_the_whole_set_each_time_and_keep_the_budget(method):
+    """[Raju] §4: 20 checkpoints per run; each "the model on the full dataset" scores. In a 3-epoch run,
+    7 checkpoints per epoch: 7 scoring passes of n per epoch (selectors), k = keep_ratio n backprops."""
+    opts = dict(keep_ratio=0.3, **regimes.regime(method, 3))
+    assert opts["checkpoints_per_epoch"] == 7
+    c = profiles.base_config("smoke", sampler=method, sampler_options=opts)
+    r = run(c, use_cache=False)
+    n, k = 1200, 360
+    for rec in r.records:
+        assert rec["backpropagated"] == k
+        assert rec["forwarded"] == k + (7 * n if method == "ucb" else 0)
+    # deterministic by seed
+    assert [x["train_loss"] for x in run(c, use_cache=False).records] == [x["train_loss"] for x in r.records]
