@@ -15,31 +15,36 @@ PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE))
 
 setup: $(STAMP)
 
+# pip's log goes to .venv/pip.log and is shown only if the install fails
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch/torchvision first and pinned: pip takes them from the machine's wheel store (see README).
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $@
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "[setup] installing into $(VENV) (log: $(VENV)/pip.log) ..."
+	@# torch/torchvision first and pinned: pip takes them from the machine's wheel store (see docs/setup.md).
+	@$(PY) -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 > $(VENV)/pip.log 2>&1 && \
+	  $(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' >> $(VENV)/pip.log 2>&1 || \
+	  { tail -n 40 $(VENV)/pip.log; exit 1; }
+	@touch $@
+	@echo "[setup] done"
 
 data: $(DATA)
 
 $(DATA): | $(STAMP)
-	$(PY) -m dynaprune.data prepare fashion_mnist --root $(DATA_ROOT)
+	@$(PY) -m dynaprune.data prepare fashion_mnist --root $(DATA_ROOT)
 
 study: $(STAMP) $(DATA)
-	$(PY) -m dynaprune.study $(PROFILE_ARG)
+	@$(PY) -m dynaprune.study $(PROFILE_ARG)
 
 test: $(STAMP) $(DATA)
-	$(PY) -m pytest -n 2 tests
+	@$(PY) -m pytest -n 2 tests
 
-# The executed workbook as a static site in build/book/ (open build/book/index.html). MathJax comes from
-# Debian's libjs-mathjax, installed here when we are root on Debian; without it pages use MathJax's CDN.
+# The course site in build/book/ (open build/book/index.html): Sphinx + MyST-NB + sphinx-book-theme +
+# sphinxcontrib-bibtex over the notebooks executed from the committed cache. MathJax comes from Debian's
+# libjs-mathjax, installed here when we are root on Debian; without it pages use MathJax's CDN.
 book: $(STAMP) $(DATA)
 	@test -f /usr/share/javascript/mathjax/MathJax.js || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q libjs-mathjax >/dev/null 2>&1; } || \
 	  echo "[book] Debian's libjs-mathjax is not installed: the pages will load MathJax from its CDN"
-	$(PY) -m dynaprune.book $(PROFILE_ARG)
+	@$(PY) -m dynaprune.book $(PROFILE_ARG)
 
 bench: $(STAMP)
 	$(PY) -m dynaprune.bench

@@ -34,8 +34,8 @@ def test_source_is_clean_and_parameterised(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_smoke_profile_runs_and_produces_figures(path, tmp_path, monkeypatch):
-    """Each notebook executed for the smoke profile by `make book`'s code path (`dynaprune.book`): its figures,
-    its labelled numbers, and its page of the site with the figures embedded."""
+    """Each notebook executed for the smoke profile by `make book`'s code path (`dynaprune.book.execute`): its
+    figures, its labelled numbers, and the page the site makes of it (parameters removed, code folded, citations linked)."""
     from dynaprune import book
     monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path / "results"))
     executed = book.execute("smoke", tmp_path, only=[path.stem])
@@ -50,27 +50,56 @@ def test_smoke_profile_runs_and_produces_figures(path, tmp_path, monkeypatch):
     assert numbers["notebook"] == path.stem and numbers["profile"] == "smoke" and numbers["device"]
     assert numbers["numbers"]
     assert all(v["verdict"] in VERDICTS for v in numbers["verdicts"])
-    book.render(executed, tmp_path, "smoke")
-    page = (tmp_path / f"{path.stem}.html").read_text(encoding="utf-8")
-    assert page.count("data:image/png;base64,") >= len(pngs) and "Take-aways" in page and "<details>" in page
-    assert "../NOTATION.md" not in page and 'href="NOTATION.html"' in page
+    nb = book.for_site(nbformat.read(executed[0], as_version=4), book.bib_keys())
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    shown = [c for c in code if "remove-cell" not in c.metadata["tags"]]
+    assert len(code) - len(shown) == 2          # our parameters cell and papermill's injected one
+    assert all("hide-input" in c.metadata["tags"] for c in shown)
+    assert sum(len(c.get("outputs", [])) for c in shown) >= len(pngs)
+    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "{cite:p}`" in md and "Take-aways" in md
 
 
-def test_book_site(tmp_path):
-    """`make book`'s site: an index linking every notebook's page in order with its learning objectives, and the
-    notation and references as pages of the site (links rewritten, not pointing into the repository)."""
+def test_book_site(tmp_path, monkeypatch):
+    """`make book`'s site (Sphinx + MyST-NB + sphinx-book-theme + sphinxcontrib-bibtex), built from the smoke
+    profile (two notebooks, to stay fast; `make book` builds all eight): a sidebar linking the lessons, search,
+    code cells folded with outputs shown, citations linked to the bibliography generated from references.bib,
+    notation and references as pages."""
     import re
     from dynaprune import book
-    index = book.render(NOTEBOOKS, tmp_path, "smoke")      # the sources: the executed pages are tested above
-    text = index.read_text(encoding="utf-8")
-    pages = re.findall(r'href="(\d\d_\w+\.html)"', text)
-    assert pages == [f"{p.stem}.html" for p in NOTEBOOKS]
-    assert "Learning objectives" not in text and text.count("<li>") >= 8 * 2   # each entry lists its objectives
-    for name in pages:
-        assert 'href="NOTATION.html"' in (tmp_path / name).read_text(encoding="utf-8")
-    for doc in ("NOTATION.html", "REFERENCES.html", "references.bib"):
-        assert (tmp_path / doc).stat().st_size > 1000
-    assert "[Omission]" in (tmp_path / "REFERENCES.html").read_text(encoding="utf-8")
+    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path / "results"))
+    out = tmp_path / "book"
+    index = book.build("smoke", out, only=["01_", "02_"])
+    assert index == out / "index.html" and "docs/index.html" in index.read_text()
+    home = (out / "docs" / "index.html").read_text(encoding="utf-8")
+    assert 'href="../notebooks/01_optimal_sampling_theory.html"' in home and "search" in home
+    page = (out / "notebooks" / "01_optimal_sampling_theory.html").read_text(encoding="utf-8")
+    assert "tag_hide-input" in page and "<details" in page                   # folded code, outputs shown
+    assert page.count('<img alt=') + page.count("image/png") >= 1
+    assert "injected-parameters" not in page and 'profile = "smoke"' not in page
+    cites = re.findall(r'<a class="reference internal" href="../REFERENCES.html#(id\d+)"[^>]*>(\w+)</a>', page)
+    assert {"Omission", "OnlineIS", "InfoBatch"} <= {k for _, k in cites}
+    refs = (out / "REFERENCES.html").read_text(encoding="utf-8")
+    assert all(f'id="{i}"' in refs for i, _ in cites)                        # each link lands on a bibliography entry
+    assert (out / "search.html").exists() and (out / "searchindex.js").stat().st_size > 1000
+    assert (out / "NOTATION.html").exists() and 'href="NOTATION.html"' in page.replace("../NOTATION.html", "NOTATION.html")
+
+
+def test_every_citation_key_resolves_to_the_bibliography():
+    """Every bracketed key in the notebooks' and documents' prose is an entry of references.bib, and the site's
+    transform turns every one into a link (no `[Key]` left as text)."""
+    import re
+    from dynaprune import book
+    keys = set(book.bib_keys())
+    bracket = re.compile(r"(?<![\[\w`])\[([A-Z][\w-]+)\](?![\(\[:])")
+    texts = [c.source for p in NOTEBOOKS for c in nbformat.read(p, as_version=4).cells if c.cell_type == "markdown"]
+    texts += [(ROOT / f).read_text(encoding="utf-8") for f in ("README.md", "NOTATION.md", "REFERENCES.md")]
+    texts += [f.read_text(encoding="utf-8") for f in sorted((ROOT / "docs").glob("*.md"))]
+    for t in texts:
+        prose = re.sub(r"`[^`]*`|\$\$.*?\$\$|\$[^$\n]*\$", "", t, flags=re.S)
+        found = set(bracket.findall(prose))
+        assert found <= keys, f"not in references.bib: {found - keys}"
+        assert not bracket.findall(re.sub(r"`[^`]*`|\$\$.*?\$\$|\$[^$\n]*\$", "", book.cite_roles(t, keys), flags=re.S))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

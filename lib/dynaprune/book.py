@@ -1,42 +1,66 @@
-"""The workbook as a static HTML site, for readers without Jupyter.
+"""The workbook as a course site: Sphinx + MyST-NB + sphinx-book-theme + sphinxcontrib-bibtex.
 
     python -m dynaprune.book [--profile quick] [--out build/book] [--only NAME ...]   (`make book`)
 
-Executes every notebook with papermill for ``profile`` (at the committed profile with computing
-forbidden, so the site is built from the committed results cache: no training, no network), and
-converts each executed notebook to an HTML page with its figures, tables and verdicts embedded
-(nbconvert). NOTATION.md and REFERENCES.md become pages of the site and the notebooks' links to
-them are rewritten; an index page lists the notebooks with their learning objectives. Figures go
-to ``<out>/figures``, never over the committed ones. MathJax is copied into the site from Debian's
-``libjs-mathjax`` when it is installed (``make book`` installs it as root on Debian), so the maths
-renders offline; otherwise the pages load MathJax from its CDN when opened.
+1. `execute`: every notebook is run by papermill for ``profile`` (at the committed profile with computing
+   forbidden, so the site is built from the committed results cache: no training, no network); figures go
+   to ``<out>-src/figures``, never over the committed ones.
+2. `stage`: the executed notebooks, `docs/` (its `conf.py` and pages), NOTATION.md, REFERENCES.md and
+   references.bib are copied into ``<out>-src``. On the way, the parameters cells (ours and papermill's) are
+   removed, every other code cell is folded with its outputs shown (``hide-input``), and each citation key
+   written as readable text in the sources (``[Omission] eq. 5``: what JupyterLab and GitHub show) becomes
+   the role ``{cite:p}`Omission``` that links it to its entry of the bibliography generated from
+   references.bib.
+3. Sphinx builds ``<out>`` with navigation, search and offline maths (Debian's libjs-mathjax, copied into
+   the site when it is installed; `make book` installs it as root on Debian).
 """
 from __future__ import annotations
 
 import argparse
-import html
 import os
 import re
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from . import study
 from .profiles import COMMITTED, PROFILES, get
 
 ROOT = study.ROOT
+DOCS = ROOT / "docs"
+PAGES = ("README.md", "NOTATION.md", "REFERENCES.md")
 MATHJAX_SRC = Path("/usr/share/javascript/mathjax")
 # the parts of MathJax 2 that TeX input with CommonHTML output needs (the package holds 54 MB)
 MATHJAX_PARTS = ("MathJax.js", "config/TeX-AMS_CHTML.js", "extensions", "jax/input/TeX", "jax/output/CommonHTML",
                  "jax/element", "fonts/HTML-CSS/TeX/woff")
-DOCS = ("NOTATION.md", "REFERENCES.md")
 
 
-def execute(profile: str, out: Path, only=None) -> list[Path]:
-    """Run the notebooks for ``profile`` into ``out/executed`` (figures into ``out/figures``)."""
+def bib_keys(bib: Path = ROOT / "references.bib") -> list[str]:
+    """The citation keys of the bibliography."""
+    return re.findall(r"^@\w+\{([^,\s]+),", bib.read_text(encoding="utf-8"), re.M)
+
+
+def citation_pattern(keys) -> re.Pattern:
+    """``[Key]`` as readable text (not a Markdown link ``[Key](...)``, not ``[[Key]]``)."""
+    return re.compile(r"(?<![\[\w`])\[(" + "|".join(map(re.escape, keys)) + r")\](?![\(\[:])")
+
+
+def cite_roles(text: str, keys) -> str:
+    """Citation keys in readable text -> MyST ``{cite:p}`` roles (code spans and maths left alone)."""
+    pat = citation_pattern(keys)
+    parts = re.split(r"(`[^`]*`|\$\$.*?\$\$|\$[^$\n]*\$)", text, flags=re.S)
+    return "".join(p if i % 2 else pat.sub(r"{cite:p}`\1`", p) for i, p in enumerate(parts))
+
+
+def execute(profile: str, out: Path, only=None, notebooks_dir: Path | None = None) -> list[Path]:
+    """Run the notebooks for ``profile`` into ``notebooks_dir`` (default ``out/executed``), figures into
+    ``out/figures``; one line per notebook with its time."""
     import papermill as pm
     get(profile)   # refuses a GPU profile without a GPU before any work
-    (out / "executed").mkdir(parents=True, exist_ok=True)
+    dst_dir = notebooks_dir or out / "executed"
+    dst_dir.mkdir(parents=True, exist_ok=True)
     env = {"DYNAPRUNE_FIGURES": str(out / "figures")}
     if profile == COMMITTED:
         env["DYNAPRUNE_CACHE_ONLY"] = "1"   # the committed cache is complete for it: a miss is an error, not a run
@@ -45,10 +69,11 @@ def execute(profile: str, out: Path, only=None) -> list[Path]:
     done = []
     try:
         for nb in study.notebooks(only):
-            dst = out / "executed" / nb.name
-            print(f"[book] {nb.name} (profile {profile}) ...", flush=True)
+            t0 = time.time()
+            dst = dst_dir / nb.name
             pm.execute_notebook(str(nb), str(dst), parameters=dict(profile=profile), cwd=str(study.NOTEBOOKS),
-                                kernel_name="python3", progress_bar=False)
+                                kernel_name="python3", progress_bar=False, extra_arguments=study.KERNEL_QUIET)
+            print(f"[book] {nb.name} executed ({profile}) in {time.time() - t0:.1f} s", flush=True)
             done.append(dst)
     finally:
         for k, v in old.items():
@@ -59,78 +84,81 @@ def execute(profile: str, out: Path, only=None) -> list[Path]:
     return done
 
 
-def _mathjax(out: Path) -> str:
-    """The MathJax URL pages use: a copy inside the site when Debian's package is installed."""
-    if not (MATHJAX_SRC / "MathJax.js").exists():
-        return "https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/MathJax.js?config=TeX-AMS_CHTML-full,Safe"
-    for part in MATHJAX_PARTS:
-        src, dst = MATHJAX_SRC / part, out / "mathjax" / part
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, dirs_exist_ok=True)
-        else:
-            shutil.copy2(src, dst)
-    return "mathjax/MathJax.js?config=TeX-AMS_CHTML"
+def for_site(nb, keys):
+    """A notebook as the site shows it: parameters cells removed, code folded with outputs shown, citations linked."""
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if cell.cell_type == "code":
+            if {"parameters", "injected-parameters"} & set(tags):
+                tags.append("remove-cell")
+            elif "hide-input" not in tags:
+                tags.append("hide-input")
+        elif cell.cell_type == "markdown":
+            cell.source = cite_roles(cell.source, keys)
+    return nb
 
 
-def _links(text: str) -> str:
-    """Notebook links to the repository's documents point at the site's pages."""
-    for doc in DOCS:
-        text = text.replace(f"../{doc}", doc.replace(".md", ".html")).replace(f'"{doc}"', f'"{doc.replace(".md", ".html")}"')
-    return text
-
-
-def _page(title: str, body: str, mathjax_url: str | None = None) -> str:
-    # MathJax 2 reads $...$ only when told (the notebook pages carry nbconvert's own configuration)
-    mj = ('<script type="text/x-mathjax-config">MathJax.Hub.Config({tex2jax: {inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]], '
-          f'displayMath: [["$$", "$$"]], processEscapes: true}}}});</script><script src="{mathjax_url}"></script>'
-          if mathjax_url else "")
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>{mj}"
-            "<style>body{font-family:sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2rem .5rem}"
-            "li{margin:.3rem 0}</style></head>\n<body>\n" + body + "\n</body></html>\n")
-
-
-def render(executed: list[Path], out: Path, profile: str) -> Path:
-    """HTML pages for ``executed`` notebooks, the documents and an index; returns the index path."""
+def stage(executed: list[Path], src: Path) -> Path:
+    """The Sphinx source folder, laid out like the repository: `docs/` (configuration and pages), the
+    executed notebooks under `notebooks/`, NOTATION.md, REFERENCES.md (with the generated bibliography),
+    references.bib, and the committed figures and examples that the pages link to."""
     import nbformat
-    from nbconvert import HTMLExporter
-    from nbconvert.filters import markdown2html
-
-    mathjax_url = _mathjax(out)
-    exporter = HTMLExporter(template_name="lab", mathjax_url=mathjax_url)
-    entries = []
+    keys = bib_keys()
+    shutil.copytree(DOCS, src / "docs", dirs_exist_ok=True, ignore=shutil.ignore_patterns("_build", "__pycache__"))
+    shutil.copy2(ROOT / "references.bib", src / "references.bib")
+    for folder, pattern in (("figures", "*.png"), ("examples", "*.py")):
+        (src / folder).mkdir(parents=True, exist_ok=True)
+        for f in (ROOT / folder).glob(pattern):
+            shutil.copy2(f, src / folder / f.name)
+    for page in PAGES:
+        text = cite_roles((ROOT / page).read_text(encoding="utf-8"), keys)
+        if page == "REFERENCES.md":
+            text = text.replace("[references.bib](references.bib)", "`references.bib`")
+            text += "\n\n## Bibliography\n\n```{bibliography}\n:all:\n```\n"
+        (src / page).write_text(text, encoding="utf-8")
+    for md in (src / "docs").glob("*.md"):
+        md.write_text(cite_roles(md.read_text(encoding="utf-8"), keys), encoding="utf-8")
+    nbdir = src / "notebooks"
+    nbdir.mkdir(exist_ok=True)
     for path in executed:
-        nb = nbformat.read(path, as_version=4)
-        body, _ = exporter.from_notebook_node(nb)
-        page = out / f"{path.stem}.html"
-        page.write_text(_links(body), encoding="utf-8")
-        first = nb.cells[0].source if nb.cells and nb.cells[0].cell_type == "markdown" else path.stem
-        title = re.search(r"^# (.+)$", first, re.M)
-        objectives = re.search(r"### Learning objectives\n(.*?)(?:\n\n|\Z)", first, re.S)
-        entries.append((page.name, title.group(1) if title else path.stem,
-                        markdown2html(objectives.group(1)) if objectives else ""))
-    for doc in DOCS:
-        text = (ROOT / doc).read_text(encoding="utf-8")
-        (out / doc.replace(".md", ".html")).write_text(
-            _page(doc, _links(markdown2html(text)), mathjax_url), encoding="utf-8")
-    shutil.copy2(ROOT / "references.bib", out / "references.bib")
-    items = "\n".join(f'<li><a href="{href}"><b>{html.escape(title)}</b></a>{obj}</li>' for href, title, obj in entries)
-    body = (f"<h1>dynaprune: the workbook</h1>\n<p>Dynamic data pruning and online importance sampling, reproduced and "
-            f"explained. Executed for the <code>{html.escape(profile)}</code> profile from the results cache; every "
-            f"figure states the profile and device that made it.</p>\n<ol>\n{items}\n</ol>\n"
-            '<p><a href="NOTATION.html">Notation</a> · <a href="REFERENCES.html">References</a> '
-            '(<a href="references.bib">BibTeX</a>)</p>')
-    index = out / "index.html"
-    index.write_text(_page("dynaprune: the workbook", body, mathjax_url), encoding="utf-8")
-    return index
+        nb = for_site(nbformat.read(path, as_version=4), keys)
+        nbformat.write(nb, nbdir / path.name)
+    # the sidebar's lessons: the notebooks executed for this site (the page lists all of them as links)
+    toc = "```{toctree}\n:caption: Lessons\n:maxdepth: 1\n:hidden:\n\n" + \
+        "".join(f"../notebooks/{p.stem}\n" for p in executed) + "```"
+    index = src / "docs" / "index.md"
+    index.write_text(index.read_text(encoding="utf-8").replace("<!-- lessons-toctree -->", toc), encoding="utf-8")
+    if (MATHJAX_SRC / "MathJax.js").exists():
+        for part in MATHJAX_PARTS:
+            s, d = MATHJAX_SRC / part, src / "docs" / "_static" / "mathjax" / part
+            d.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(s, d, dirs_exist_ok=True) if s.is_dir() else shutil.copy2(s, d)
+    return src
+
+
+def sphinx(src: Path, out: Path) -> Path:
+    """Build the HTML site (quiet: warnings and errors only); returns the index page."""
+    t0 = time.time()
+    r = subprocess.run([sys.executable, "-m", "sphinx", "-q", "-b", "html", "-c", str(src / "docs"), str(src), str(out)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"sphinx-build failed ({r.returncode}):\n{r.stderr[-4000:]}")
+    warnings = [w for w in r.stderr.splitlines() if "WARNING" in w or "ERROR" in w]
+    for w in warnings:
+        print(f"[book] {w}", file=sys.stderr)
+    print(f"[book] site built in {time.time() - t0:.1f} s ({len(warnings)} warnings)", flush=True)
+    return out / "index.html"
 
 
 def build(profile: str = COMMITTED, out=None, only=None) -> Path:
-    """Execute and render the whole site; returns the index page."""
+    """Execute, stage and build the whole site; returns the index page."""
     out = Path(out) if out is not None else ROOT / "build" / "book"
-    out.mkdir(parents=True, exist_ok=True)
-    return render(execute(profile, out, only), out, profile)
+    src = out.parent / (out.name + "-src")
+    if src.exists():
+        shutil.rmtree(src)
+    work = out.parent / (out.name + "-work")
+    executed = execute(profile, work, only, notebooks_dir=work / "executed")
+    return sphinx(stage(executed, src), out)
 
 
 def main(argv=None):

@@ -3,15 +3,15 @@
 A run *collapsed* when it ended at or near chance (test accuracy below chance + 0.10), diverged (a
 non-finite loss stopped it), or ended far below its seed-mates (more than 5 points under the median of
 the same config on other seeds). Its *break* is the first epoch whose loss of the backpropagated samples
-turned non-finite, else the first whose (weighted) training loss rose above 1.5x the best before it, else
-the first evaluated epoch near chance.
+turned non-finite, else the first whose (weighted) training loss reached chance level and 1.5x the best
+before it, else the first such jump alone, else the first evaluated epoch near chance.
 
 The cause is read from the per-epoch diagnostics the engine records (`train._train_epoch`) up to the
 break, checked in this order, from a small fixed vocabulary (`CAUSES`):
 
 - ``learning-rate blow-up``: the effective learning rate (a sampler's ``lr_scale`` included) reached
   at least 2x the scheduled one (KAKURENBO's 1 / (1 - hidden share));
-- ``weight blow-up``: an applied sample weight reached at least 5 (1 / (1 - r) of InfoBatch forced to
+- ``weight blow-up``: an applied sample weight reached at least 4 (1 / (1 - r) of InfoBatch forced to
   r = 0.9 is 10; [OnlineIS]'s 1 / (m p) grows as p shrinks);
 - ``class cycling``: the backpropagated samples' class histogram is far from the training set's (total
   variation >= 0.3) and its leading classes change from one epoch to the next (greedy top-k by loss,
@@ -40,7 +40,7 @@ NEAR_CHANCE = 0.10      # test accuracy below chance + this is "at or near chanc
 BELOW_MATES = 0.05      # this far under the seed-mates' median is "far below its seed-mates"
 LOSS_JUMP = 1.5         # the break: a loss above this multiple of the best before it
 LR_BLOWUP = 2.0         # effective / scheduled learning rate
-WEIGHT_BLOWUP = 5.0     # largest applied weight
+WEIGHT_BLOWUP = 4.0     # largest applied weight (InfoBatch in its regime, r = 0.5: 2)
 CYCLING_TV = 0.3        # total variation between the backpropagated and the training class shares
 DIAGNOSTIC_KEYS = ("class_hist", "w_max", "w_mean", "lr_max", "lr_sched_max")
 
@@ -86,8 +86,8 @@ def _num_classes(entry) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _class_shares(dataset: str, options: str, val_size: int, train_subset) -> tuple:
-    import torch
+def _labels(dataset: str, options: str, val_size: int, train_subset):
+    """The class labels of a run's training set (its dataset variant, validation split and subset)."""
     from .data import load_dataset, validation_split
     ds = load_dataset(dataset, **json.loads(options))
     y = ds.y_train
@@ -95,36 +95,52 @@ def _class_shares(dataset: str, options: str, val_size: int, train_subset) -> tu
         y = y[validation_split(y, val_size)[0]]
     if train_subset is not None:
         y = y[:train_subset]
-    counts = torch.bincount(y, minlength=ds.num_classes).double()
-    return tuple((counts / counts.sum()).tolist())
+    return y.numpy(), int(ds.num_classes)
+
+
+def train_labels(cfg: dict):
+    """(labels of the training samples of a run with config dict ``cfg``, number of classes)."""
+    return _labels(cfg["dataset"], json.dumps(cfg.get("dataset_options") or {}, sort_keys=True),
+                   int(cfg.get("val_size", 0)), cfg.get("train_subset"))
 
 
 def _train_share(entry) -> np.ndarray:
-    """Each class's share of the run's training set (its variant, validation split and subset)."""
-    cfg = entry["config"]
-    return np.array(_class_shares(cfg["dataset"], json.dumps(cfg.get("dataset_options") or {}, sort_keys=True),
-                                  int(cfg.get("val_size", 0)), cfg.get("train_subset")))
+    """Each class's share of the run's training set."""
+    y, C = train_labels(entry["config"])
+    return np.bincount(y, minlength=C) / len(y)
+
+
+def selection_class_shares(result) -> np.ndarray:
+    """(epochs x classes) share of each class among the samples a run backpropagated in each epoch, from
+    its recorded selection (``record_selection=True``): how [Raju]'s class cycling is seen."""
+    bits = result.arrays["selection_bits"]
+    n = int(result.arrays["n"])
+    y, C = train_labels(result.config.to_dict())
+    sel = np.unpackbits(bits, axis=1, count=n).astype(bool)
+    counts = np.stack([np.bincount(y[s], minlength=C) for s in sel])
+    return counts / np.maximum(counts.sum(1, keepdims=True), 1)
 
 
 def break_epoch(records, num_classes: int = 10) -> int | None:
     """The first epoch with a non-finite loss; else the first whose training loss (weighted: what was
     backpropagated, an estimate of the full-data loss for the unbiased methods, unlike the plain loss of
-    the samples a biased method picks) rose above LOSS_JUMP x the best before it; else the first
-    evaluated epoch near chance; None when none of these happened."""
-    for r in records:
-        l = r.get("train_loss_weighted", r.get("train_loss"))
+    the samples a biased method picks) reached chance level (0.9 ln C) and LOSS_JUMP x the best before
+    it; else the first with such a jump alone; else the first evaluated epoch near chance; None when none
+    of these happened."""
+    loss = [(int(r["epoch"]), r.get("train_loss_weighted", r.get("train_loss")), r) for r in records]
+    for e, l, r in loss:
         if r.get("diverged") or l is None or not np.isfinite(l):
-            return int(r["epoch"])
-    best = math.inf
-    for r in records:
-        l = r.get("train_loss_weighted", r.get("train_loss"))
-        if r["epoch"] > 0 and l > LOSS_JUMP * best:
-            return int(r["epoch"])
-        best = min(best, l)
-    for r in records:
+            return e
+    for chance_level in (0.9 * math.log(num_classes), 0.0):
+        best = math.inf
+        for e, l, _ in loss:
+            if e > 0 and l > LOSS_JUMP * best and l >= chance_level:
+                return e
+            best = min(best, l)
+    for e, _, r in loss:
         a = r.get("test_acc")
         if a is not None and np.isfinite(a) and a < 1.0 / num_classes + NEAR_CHANCE:
-            return int(r["epoch"])
+            return e
     return None
 
 
@@ -221,6 +237,13 @@ def diagnose(entries=None, rerun: bool = True) -> pd.DataFrame:
                          source=source))
     cols = ["key", "label", "dataset", "train_subset", "seed", "how", "acc", "break_epoch", "cause", "evidence", "source"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def diagnose_results(results, rerun: bool = True) -> pd.DataFrame:
+    """`diagnose` on RunResults (a notebook's runs): their collapses, breaks and causes."""
+    entries = [dict(key=cache.key(r.config), config=json.loads(json.dumps(r.config.to_dict(), default=str)),
+                    records=r.records, env=r.env) for r in results]
+    return diagnose(entries, rerun=rerun)
 
 
 def _entries():

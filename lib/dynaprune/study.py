@@ -25,6 +25,8 @@ from .train import RunConfig, run
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTORS = ("local", "submitit")
+# papermill's kernels log nothing a reader can act on (e.g. "Kernel is running over TCP without encryption")
+KERNEL_QUIET = ["--IPKernelApp.log_level=ERROR"]
 
 
 def _run_one(config: RunConfig, threads: int | None = None):
@@ -83,6 +85,7 @@ def notebooks(only=None):
 
 def main(argv=None):
     from .profiles import COMMITTED, PROFILES, get
+    from .report import figures_dir
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default=COMMITTED, choices=list(PROFILES),
                     help=f"default: the committed profile ({COMMITTED})")
@@ -95,12 +98,15 @@ def main(argv=None):
     os.environ["DYNAPRUNE_JOBS"] = str(a.jobs)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    t_all = time.time()
     for nb in notebooks(a.only):
         t0 = time.time()
-        print(f"[study] {nb.name} (profile {a.profile}) ...", flush=True)
-        pm.execute_notebook(str(nb), str(out / nb.name), parameters=dict(profile=a.profile),
-                            cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False)
-        print(f"[study] {nb.name} done in {time.time() - t0:.1f} s", flush=True)
+        pm.execute_notebook(str(nb), str(out / nb.name), parameters=dict(profile=a.profile), cwd=str(NOTEBOOKS),
+                            kernel_name="python3", progress_bar=False, extra_arguments=KERNEL_QUIET)
+        print(f"[study] {nb.name} ({a.profile}) done in {time.time() - t0:.1f} s", flush=True)
+    print(f"[study] {len(notebooks(a.only))} notebooks in {time.time() - t_all:.1f} s; figures in "
+          f"{figures_dir(a.profile).relative_to(ROOT) if figures_dir(a.profile).is_relative_to(ROOT) else figures_dir(a.profile)}",
+          flush=True)
 
 
 if __name__ == "__main__":
