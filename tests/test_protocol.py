@@ -161,3 +161,24 @@ def test_sub_epoch_checkpoints_score_the_whole_set_each_time_and_keep_the_budget
         assert rec["forwarded"] == k + (7 * n if method == "ucb" else 0)
     # deterministic by seed
     assert [x["train_loss"] for x in run(c, use_cache=False).records] == [x["train_loss"] for x in r.records]
+
+
+def test_fair_protocol_end_to_end_on_smoke_and_quick():
+    """The recipe, the regimes and the validation split as `grids.fair_config` builds them, on the smoke and
+    quick profiles; on quick's data and model (Fashion-MNIST 10k, MLP; 2 epochs to stay fast) UCB in its
+    regime (20 checkpoints) is trained over a learning-rate grid and the rate chosen on validation."""
+    from dynaprune import grids
+    for profile in ("smoke", "quick"):
+        c = grids.fair_config(profile, "ucb", keep_ratio=0.3)
+        assert c.val_size == profiles.get(profile)["fair"]["val_size"] > 0
+        assert c.drop_last and c.warmup_epochs == pytest.approx(0.1 * c.epochs)
+        assert regimes.outside("ucb", c.options("sampler_options"), c.epochs) is None
+        assert grids.fair_config(profile, "infobatch").options("sampler_options") == {"r": 0.5, "delta": 0.875}
+        forced = grids.fair_config(profile, "infobatch", keep_ratio=0.3)
+        assert "outside [InfoBatch]'s regime" in regimes.outside("infobatch", forced.options("sampler_options"), c.epochs)
+        assert grids.fair_config(profile, "reduce_epochs", keep_ratio=0.3).epochs_scale == 0.3
+    results = [run(grids.fair_config("quick", "ucb", keep_ratio=0.3, lr=lr, epochs=2), use_cache=False)
+               for lr in tuning.lr_grid(0.05)]
+    assert all(sum(r["backpropagated"] for r in x.records) <= 0.3 * 2 * 10_000 + 1 for x in results)
+    lr, table = tuning.choose_lr(results)
+    assert table.loc[table["chosen"], "val_acc mean"].item() == table["val_acc mean"].max()

@@ -101,6 +101,35 @@ def comparison_sets(profile: str) -> dict:
             "seen": equal_seen_configs(side, r, P["side_seeds"], profile=P)}
 
 
+# methods whose paper sets their own budget (a keep_ratio forced on them runs outside their regime, labelled)
+OWN_BUDGET = ("infobatch", "kakurenbo", "online_is", "es", "eswp")
+
+
+def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed: int = 0, lr: float | None = None,
+                **overrides):
+    """One run of the fair protocol: the profile's base config (with ``overrides``), the shared recipe
+    (`regimes.recipe`: 10% warm-up, drop_last), the profile's validation split (``fair["val_size"]``), and
+    ``method`` in its paper's regime (`regimes.regime`). ``keep_ratio`` sets the budget of methods that take
+    one; given to a method whose paper sets its own budget (`OWN_BUDGET`), it replaces the regime's budget
+    and `regimes.outside` labels the run. ``method="reduce_epochs"``: full data for keep_ratio of the epochs."""
+    from . import regimes
+    from .profiles import base_config, get
+    P = get(profile)
+    base = base_config(profile, **overrides)
+    E = base.epochs
+    common = dict(seed=seed, lr=base.lr if lr is None else float(lr), val_size=P["fair"]["val_size"], **regimes.recipe(E))
+    if method == "reduce_epochs":
+        if keep_ratio is None:
+            raise ValueError("reduce_epochs needs keep_ratio (the share of the epochs it trains)")
+        return base.replace(sampler="full", sampler_options={}, epochs_scale=keep_ratio, **common)
+    opts = {}
+    if keep_ratio is not None and method in RATIO_METHODS:
+        opts.update(RATIO_METHODS[method](keep_ratio, E, P))
+    if keep_ratio is None or method not in OWN_BUDGET:
+        opts.update(regimes.regime(method, E))
+    return base.replace(sampler=method, sampler_options=opts, **common)
+
+
 def es_table5(rho) -> dict:
     """[ES] Table 5's parts at keep ratio ``rho``: the loss alone, + annealing (A), + a single EMA (E,
     beta1 = beta2 = 0.9), + the decoupled EMA (DE, [ES] eq. 2.5); the last row is ES itself.

@@ -12,6 +12,8 @@
 Side studies: notebooks 04, 06, 07 and 08 build their runs from `side_config` (the base plus the
 profile's ``side`` overrides) on ``side_seeds``; for smoke, quick and gpu these equal the base and seeds.
 EL2N's scoring ([Raju] §4: 10 models x 20 epochs) is scaled per profile (el2n_models, el2n_epochs).
+``fair``: the fair protocol's settings (`grids.fair_config`): ``val_size``, the class-stratified validation
+split held out of training, on which each method's learning rate is chosen (`tuning.choose_lr`).
 """
 from __future__ import annotations
 
@@ -30,14 +32,15 @@ PROFILES = {
                   device="cpu"),
         seeds=[0], ratios=[0.5], sweep_epochs=4, variance_n=300, toy_epochs=(1, 2, 3),
         selection_epochs=4, per_class=60, noise_rates=[0.4], image_size=16, image_epochs=2,
-        el2n_models=2, el2n_epochs=2),
+        el2n_models=2, el2n_epochs=2, fair=dict(val_size=300)),
     "quick": dict(
         base=dict(dataset="fashion_mnist", train_subset=10_000, model="mlp",
                   model_options={"hidden": [256, 256]}, epochs=8, batch_size=128, lr=0.05,
                   schedule="cosine", device="cpu"),
         seeds=[0, 1], ratios=[0.3, 0.5], sweep_epochs=8, variance_n=2000, toy_epochs=(1, 10, 50),
         selection_epochs=12, per_class=1000, noise_rates=[0.1, 0.4], image_size=48, image_epochs=30,
-        el2n_models=10, el2n_epochs=20),   # [Raju] §4's EL2N protocol in full (an MLP epoch is cheap)
+        el2n_models=10, el2n_epochs=20,    # [Raju] §4's EL2N protocol in full (an MLP epoch is cheap)
+        fair=dict(val_size=2000)),
     # Full Fashion-MNIST, small CNN (106k parameters), 20 epochs: 7.5 s of training per full epoch on
     # 2 threads, 3 s per evaluation (hence every 2nd epoch). The headline comparison (05) runs its
     # headline methods there on 5 paired seeds at keep_ratio 0.5; every method (24 at keep_ratio 0.5)
@@ -53,14 +56,15 @@ PROFILES = {
                   "kakurenbo", "reduce_epochs"],
         sweep_epochs=10, variance_n=5000, toy_epochs=(1, 20, 100),
         selection_epochs=10, per_class=1000, noise_rates=[0.4], image_size=96, image_epochs=100,
-        el2n_models=4, el2n_epochs=5),      # scaled: 10 x 20 CNN epochs would be 10 runs of the study
+        el2n_models=4, el2n_epochs=5,       # scaled: 10 x 20 CNN epochs would be 10 runs of the study
+        fair=dict(val_size=5000)),
     "gpu": dict(
         # [Omission] §5: 200 epochs, batch 128, cosine from 0.1, wd 5e-4, 10% warm-up, drop_last=True
         base=dict(dataset="cifar10", model="resnet18", epochs=200, batch_size=128, lr=0.1, schedule="cosine",
                   warmup_epochs=20.0, drop_last=True, weight_decay=5e-4, momentum=0.9, augment=True, device="cuda"),
         seeds=[0, 1, 2, 3], ratios=[0.3, 0.5, 0.7], sweep_epochs=200, variance_n=5000, toy_epochs=(1, 20, 100),
         selection_epochs=200, per_class=1000, noise_rates=[0.1, 0.4], image_size=256, image_epochs=500,
-        el2n_models=10, el2n_epochs=20),
+        el2n_models=10, el2n_epochs=20, fair=dict(val_size=5000)),
 }
 
 
