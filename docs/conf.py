@@ -25,6 +25,7 @@ html_show_sourcelink = False
 
 nb_execution_mode = "off"            # executed by papermill from the results cache before the build
 myst_enable_extensions = ["dollarmath", "amsmath", "html_image"]
+myst_dmath_double_inline = True     # $$...$$ inside a paragraph (as the notebooks write it, and as JupyterLab renders it)
 myst_heading_anchors = 3
 suppress_warnings = ["myst.header", "mystnb.unknown_mime_type"]
 
