@@ -179,7 +179,10 @@ class MixtureFit:
         return _arviz().from_dict(posterior=self.chains)
 
     def max_r_hat(self) -> float:
-        return float(np.nanmax([np.max(v["r_hat"]) for v in self.summary.values()]))
+        """The largest split r-hat over the parameters that have one (NaN when none has: a one-component fit)."""
+        per = [float(np.max(v["r_hat"])) for v in self.summary.values()]
+        per = [x for x in per if np.isfinite(x)]
+        return max(per) if per else float("nan")
 
     def converged(self, r_hat_max=1.01) -> bool:
         """No divergences and split r-hat < 1.01 for every parameter (ArviZ's recommendation; a
