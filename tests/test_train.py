@@ -60,7 +60,8 @@ def test_hash_is_stable_and_sensitive_to_every_field():
                    epochs=4, epochs_scale=0.5, scale_lr=True, batch_size=16, sampler="random",
                    sampler_options={"keep_ratio": 0.3}, augment=True, seed=1, eval_every=2,
                    time_budget=10.0, record_selection=True, train_subset=100,
-                   final_signals=("loss",), drop_last=True, world_size=2, val_size=50)
+                   final_signals=("loss",), drop_last=True, world_size=2, val_size=50,
+                   channels_last=True)
     fields = {f.name for f in dataclasses.fields(RunConfig)} - {"device"}
     assert set(changed) == fields, "every config field must be covered"
     keys = {cache.key(dataclasses.replace(c, **{k: v})) for k, v in changed.items()}

@@ -50,10 +50,11 @@ class RunConfig:
     drop_last: bool = False          # drop an epoch's last incomplete batch ([Omission] §5 trains with drop_last=True)
     world_size: int = 1              # processes of a DistributedDataParallel run (batch_size is the global batch)
     val_size: int = 0                # training samples held out for validation (`data.validation_split`); 0: none
+    channels_last: bool = False      # image models in channels_last memory format on the CPU too (always on CUDA)
 
     # Fields added after results were cached: left out of `to_dict` (so of the cache key) while they
     # hold their default, so adding a field does not invalidate every committed run.
-    _LATE_FIELDS = {"drop_last": False, "world_size": 1, "val_size": 0}
+    _LATE_FIELDS = {"drop_last": False, "world_size": 1, "val_size": 0, "channels_last": False}
 
     def __post_init__(self):
         for name in ("dataset_options", "model_options", "sampler_options"):
@@ -111,7 +112,8 @@ _TYPES = {"dataset": str, "model": str, "loss": str, "optimizer": str, "lr": (in
           "weight_decay": (int, float), "schedule": str, "warmup_epochs": (int, float), "gamma": (int, float),
           "epochs": int, "epochs_scale": (int, float), "scale_lr": bool, "batch_size": int, "sampler": str,
           "augment": bool, "seed": int, "device": str, "eval_every": int, "record_selection": bool,
-          "drop_last": bool, "world_size": int, "val_size": int}
+          "drop_last": bool, "world_size": int, "val_size": int,
+          "channels_last": bool}
 
 
 def _validate_config(c: RunConfig):

@@ -105,7 +105,7 @@ def setup(c: RunConfig):
     if c.batch_size > len(xtr):
         raise ValueError(f"batch_size {c.batch_size} is larger than the training set ({len(xtr)} samples)")
     model = build_model(c.model, ds.input_shape, ds.output_dim, seed=c.seed, **c.options("model_options")).to(device)
-    if device.type == "cuda" and xtr.dim() == 4:
+    if (device.type == "cuda" or c.channels_last) and xtr.dim() == 4:
         model = model.to(memory_format=torch.channels_last)
     sampler_kw = dict(c.options("sampler_options"))
     sampler_kw.setdefault("num_epochs", c.train_epochs)    # schedules and keep_ratio budgets are per run
