@@ -182,3 +182,21 @@ def test_fair_protocol_end_to_end_on_smoke_and_quick():
     assert all(sum(r["backpropagated"] for r in x.records) <= 0.3 * 2 * 10_000 + 1 for x in results)
     lr, table = tuning.choose_lr(results)
     assert table.loc[table["chosen"], "val_acc mean"].item() == table["val_acc mean"].max()
+
+
+def test_a_verdict_on_runs_outside_their_regime_says_so():
+    """A keep_ratio forced on InfoBatch stays possible, and the verdict (and the README's table) labels it."""
+    import json
+    import pandas as pd
+    from dynaprune import report
+    rows = []
+    for seed in range(3):
+        rows.append(dict(label="infobatch keep_ratio=0.5", seed=seed, acc=0.90 + 0.001 * seed, loss=0.3, share=0.5,
+                         diverged=False, sampler="infobatch", sampler_options=json.dumps({"keep_ratio": 0.5}), epochs=20))
+        rows.append(dict(label="omission keep_ratio=0.5", seed=seed, acc=0.91, loss=0.3, share=0.5, diverged=False,
+                         sampler="omission", sampler_options=json.dumps({"keep_ratio": 0.5}), epochs=20))
+    v = report.compare(pd.DataFrame(rows), "infobatch_loss_higher", "infobatch keep_ratio=0.5", "omission keep_ratio=0.5",
+                       value="loss")
+    assert v["regime"].startswith("outside [InfoBatch]'s regime")
+    inside = report.compare(pd.DataFrame(rows), "omission_vs_random", "omission keep_ratio=0.5", "omission keep_ratio=0.5")
+    assert inside["regime"] == ""

@@ -87,10 +87,11 @@ CLAIMS = {c.key: c for c in [
 ]}
 
 
-def test(key: str, a, b, *, seeds=None, budgets=None, condition: str = "") -> dict:
+def test(key: str, a, b, *, seeds=None, budgets=None, condition: str = "", regime: str = "") -> dict:
     """The verdict on claim ``key`` from paired values ``a``, ``b`` (same seeds, same order).
     ``budgets``: measured backprop share of A and B (mean over seeds), recorded next to the verdict;
-    for an equal-budget claim, runs more than 0.02 apart are refused."""
+    for an equal-budget claim, runs more than 0.02 apart are refused. ``regime``: how the compared runs
+    depart from their methods' paper regimes (`regimes.outside`), shown with the verdict."""
     if key not in CLAIMS:
         raise ValueError(f"unknown claim {key!r}; known: {', '.join(CLAIMS)}")
     c = CLAIMS[key]
@@ -99,7 +100,7 @@ def test(key: str, a, b, *, seeds=None, budgets=None, condition: str = "") -> di
                          f"shares {budgets[0]:.3f} and {budgets[1]:.3f}")
     v = verdict(a, b, c.direction, c.margin).as_dict()
     v.update({k: (None if v[k] != v[k] else v[k]) for k in ("ci_low", "ci_high")})   # no interval: None, not NaN
-    return dict({k: x for k, x in asdict(c).items() if k != "key"}, claim=key, **v, condition=condition,
+    return dict({k: x for k, x in asdict(c).items() if k != "key"}, claim=key, **v, condition=condition, regime=regime,
                 seeds=None if seeds is None else [int(s) for s in seeds],
                 share_a=None if budgets is None else float(budgets[0]),
                 share_b=None if budgets is None else float(budgets[1]),

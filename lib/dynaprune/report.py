@@ -116,12 +116,25 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
     backprops as full data), and whether the run diverged (a non-finite loss stopped it early)."""
     d = df.sort_values("epoch")
     d = d.assign(diverged=d["diverged"].astype("boolean").fillna(False).astype(bool) if "diverged" in d else False)
+    extra = {c: (c, "last") for c in ("sampler", "sampler_options", "epochs") if c in d}   # for `regime_note`
     runs = d.groupby("key").agg(label=("label", "last"), seed=("seed", "last"), acc=("test_acc", "last"),
                                 loss=("train_eval_loss", "last"), backprops=("backpropagated", "sum"),
-                                diverged=("diverged", "any"))
+                                diverged=("diverged", "any"), **extra)
     full = runs.loc[runs["label"] == "full", "backprops"]
     runs["share"] = runs["backprops"] / (full.mean() if len(full) else runs["backprops"].max())
     return runs.reset_index()
+
+
+def regime_note(runs: pd.DataFrame) -> str | None:
+    """How the runs of one label depart from their method's paper regime (`regimes.outside`), or None."""
+    import json
+    from .regimes import outside
+    if runs.empty or not {"sampler", "sampler_options", "epochs"} <= set(runs.columns):
+        return None
+    row = runs.iloc[0]
+    opts = row["sampler_options"]
+    opts = json.loads(opts) if isinstance(opts, str) else dict(opts or {})
+    return outside(row["sampler"], opts, int(row["epochs"]))
 
 
 def compare(runs: pd.DataFrame, claim: str, a: str, b: str, condition: str = "", value: str = "acc") -> dict:
@@ -148,8 +161,9 @@ def compare(runs: pd.DataFrame, claim: str, a: str, b: str, condition: str = "",
         ok = ok[~ok["diverged"]] if "diverged" in ok else ok
         return ok["share"].mean() if len(ok) else None
     budgets = (share(pa), share(pb))
+    regime = "; ".join(dict.fromkeys(n for n in (regime_note(pa), regime_note(pb)) if n))
     return claims.test(claim, pa.loc[seeds, value].values, pb.loc[seeds, value].values, seeds=seeds,
-                       budgets=None if None in budgets else budgets, condition=condition)
+                       budgets=None if None in budgets else budgets, condition=condition, regime=regime)
 
 
 def best_of(runs: pd.DataFrame, labels) -> str:
@@ -220,6 +234,7 @@ def verdict_table(root=None) -> str:
         unit = "points" if pts else v["metric"]
         share = "–" if v.get("share_a") is None else f"{v['share_a']:.2f} / {v['share_b']:.2f}"
         cond = f" ({v['condition']})" if v.get("condition") else ""
+        cond += f" *{v['regime']}*" if v.get("regime") else ""
         out.append(f"| {meta['notebook'][:2]} | {v['statement']} ([{v['paper']}] {v['where']}){cond} | {v['a']} vs {v['b']} "
                    f"| {share} | {f(v['mean_diff'])} {ci} {unit} | {int(v['n_pairs'])} | {v['verdict']} |")
     profiles = sorted({f"{m['profile']} on {m['device']}" for m, _ in rows})
