@@ -2,7 +2,7 @@
 
 A run *collapsed* when it ended at or near chance (test accuracy below chance + 0.10), diverged (a
 non-finite loss stopped it), or ended far below its seed-mates (more than 5 points under the median of
-the same config on other seeds). Its *break* is the first epoch whose loss of the backpropagated samples
+the same config on at least two other seeds). Its *break* is the first epoch whose loss of the backpropagated samples
 turned non-finite, else the first whose (weighted) training loss reached chance level and 1.5x the best
 before it, else the first such jump alone, else the first evaluated epoch near chance.
 
@@ -38,6 +38,7 @@ from . import cache
 CAUSES = ("learning-rate blow-up", "weight blow-up", "class cycling", "divergence", "unexplained")
 NEAR_CHANCE = 0.10      # test accuracy below chance + this is "at or near chance"
 BELOW_MATES = 0.05      # this far under the seed-mates' median is "far below its seed-mates"
+MIN_MATES = 2           # ... of at least this many: one other seed is no reference (it may swing as much itself)
 LOSS_JUMP = 1.5         # the break: a loss above this multiple of the best before it
 LR_BLOWUP = 2.0         # effective / scheduled learning rate
 WEIGHT_BLOWUP = 4.0     # largest applied weight (InfoBatch in its regime, r = 0.5: 2)
@@ -68,7 +69,7 @@ def collapsed(entries: list[dict]) -> list[dict]:
             how.append("at or near chance")
         mates = [finals[m["key"]] for m in groups[_mates_key(e["config"])] if m["key"] != e["key"]]
         mates = [a for a in mates if a is not None]
-        if acc is not None and mates and acc < float(np.median(mates)) - BELOW_MATES:
+        if acc is not None and len(mates) >= MIN_MATES and acc < float(np.median(mates)) - BELOW_MATES:
             how.append("far below its seed-mates")
         if how:
             out.append(dict(e, how=how, acc=acc, mates=mates, break_epoch=break_epoch(recs, C)))
