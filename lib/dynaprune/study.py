@@ -104,9 +104,9 @@ def main(argv=None):
         pm.execute_notebook(str(nb), str(out / nb.name), parameters=dict(profile=a.profile), cwd=str(NOTEBOOKS),
                             kernel_name="python3", progress_bar=False, extra_arguments=KERNEL_QUIET)
         print(f"[study] {nb.name} ({a.profile}) done in {time.time() - t0:.1f} s", flush=True)
+    figs = figures_dir(a.profile)
     print(f"[study] {len(notebooks(a.only))} notebooks in {time.time() - t_all:.1f} s; figures in "
-          f"{figures_dir(a.profile).relative_to(ROOT) if figures_dir(a.profile).is_relative_to(ROOT) else figures_dir(a.profile)}",
-          flush=True)
+          f"{figs.relative_to(ROOT) if figs.is_relative_to(ROOT) else figs}", flush=True)
 
 
 if __name__ == "__main__":
