@@ -132,7 +132,10 @@ def stage(executed: list[Path], src: Path) -> Path:
         for part in MATHJAX_PARTS:
             s, d = MATHJAX_SRC / part, src / "docs" / "_static" / "mathjax" / part
             d.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(s, d, dirs_exist_ok=True) if s.is_dir() else shutil.copy2(s, d)
+            if s.is_dir():
+                shutil.copytree(s, d, dirs_exist_ok=True)
+            else:
+                shutil.copy2(s, d)
     return src
 
 

@@ -114,11 +114,9 @@ def _train_share(entry) -> np.ndarray:
 def selection_class_shares(result) -> np.ndarray:
     """(epochs x classes) share of each class among the samples a run backpropagated in each epoch, from
     its recorded selection (``record_selection=True``): how [Raju]'s class cycling is seen."""
-    bits = result.arrays["selection_bits"]
-    n = int(result.arrays["n"])
+    from .train import selection_masks
     y, C = train_labels(result.config.to_dict())
-    sel = np.unpackbits(bits, axis=1, count=n).astype(bool)
-    counts = np.stack([np.bincount(y[s], minlength=C) for s in sel])
+    counts = np.stack([np.bincount(y[s], minlength=C) for s in selection_masks(result)])
     return counts / np.maximum(counts.sum(1, keepdims=True), 1)
 
 
@@ -182,10 +180,7 @@ def _rerun(entry, upto: int) -> dict:
     import torch
     from .config import RunConfig
     from .train import run
-    cfg = dict(entry["config"])
-    for name in ("milestones", "final_signals"):
-        cfg[name] = tuple(cfg.get(name, ()))
-    c = RunConfig(**cfg)
+    c = RunConfig(**entry["config"])     # RunConfig freezes the stored lists and dicts itself
     old = torch.get_num_threads()
     torch.set_num_threads(int(entry.get("env", {}).get("threads") or old))   # the same reduction order as recorded
     try:

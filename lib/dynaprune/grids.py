@@ -109,9 +109,10 @@ def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed
                 **overrides):
     """One run of the fair protocol: the profile's base config (with ``overrides``), the shared recipe
     (`regimes.recipe`: 10% warm-up, drop_last), the profile's validation split (``fair["val_size"]``), image
-    models in channels_last memory format (faster on the CPU; a no-op for MLPs), and ``method`` in its paper's regime (`regimes.regime`). ``keep_ratio`` sets the budget of methods that take
-    one; given to a method whose paper sets its own budget (`OWN_BUDGET`), it replaces the regime's budget
-    and `regimes.outside` labels the run. ``method="reduce_epochs"``: full data for keep_ratio of the epochs."""
+    models in channels_last memory format (faster on the CPU; a no-op for MLPs), and ``method`` in its
+    paper's regime (`regimes.regime`). ``keep_ratio`` sets the budget of methods that take one; given to a
+    method whose paper sets its own budget (`OWN_BUDGET`), it replaces the regime's budget and
+    `regimes.outside` labels the run. ``method="reduce_epochs"``: full data for keep_ratio of the epochs."""
     from . import regimes
     from .profiles import base_config, get
     P = get(profile)

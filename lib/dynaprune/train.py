@@ -425,11 +425,14 @@ def per_sample_signal(name, model, x, y, loss="ce", chunk=2048) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def selection_masks(result: RunResult) -> np.ndarray:
+    """(epochs x n) booleans: which samples were backpropagated in each epoch (``record_selection=True``)."""
+    return np.unpackbits(result.arrays["selection_bits"], axis=1, count=int(result.arrays["n"])).astype(bool)
+
+
 def selection_counts(result: RunResult) -> np.ndarray:
     """How many epochs each sample was backpropagated in ([Raju]'s selection distribution)."""
-    bits = result.arrays["selection_bits"]
-    n = int(result.arrays["n"])
-    return np.unpackbits(bits, axis=1, count=n).sum(0)
+    return selection_masks(result).sum(0)
 
 
 def _env(device, world_size=1):

@@ -202,8 +202,10 @@ class Kakurenbo(DynamicSampler):
         # "scheduled" (the public code): 1 / (1 - F_e), the epoch's scheduled fraction (1 in epoch 0, which
         # hides nothing); "realised": 1 / (1 - the share actually hidden), which keep_ratio's carried
         # shortfalls can drive far above the schedule (the committed cpu runs use it)
-        hidden = self.fraction(epoch) if self.lr_rule == "scheduled" and self.seen.all() else \
-            0.0 if self.lr_rule == "scheduled" else float(hide.double().mean())
+        if self.lr_rule == "scheduled":
+            hidden = self.fraction(epoch) if self.seen.all() else 0.0
+        else:
+            hidden = float(hide.double().mean())
         self.lr_scale = 1.0 / (1.0 - hidden)
         return self._shuffle(torch.nonzero(~hide).flatten(), g), None
 
