@@ -200,3 +200,52 @@ def test_a_verdict_on_runs_outside_their_regime_says_so():
     assert v["regime"].startswith("outside [InfoBatch]'s regime")
     inside = report.compare(pd.DataFrame(rows), "omission_vs_random", "omission keep_ratio=0.5", "omission keep_ratio=0.5")
     assert inside["regime"] == ""
+
+
+def test_tune_then_evaluate_chooses_each_cell_on_validation_and_reports_other_seeds():
+    """Per cell (method, keep_ratio): the lr of best mean validation accuracy over the tuning seeds (test
+    never read), then runs on the evaluation seeds at that lr only; overlapping seeds are refused before any run."""
+    grid = [0.025, 0.05, 0.1, 0.2]
+    best = {("a", 0.1): 0.2, ("a", 0.3): 0.05, ("b", None): 0.025}
+    calls = []
+
+    def make(cell, lr, seed):
+        return SimpleNamespace(cell=cell, lr=lr, seed=seed, sampler="x")
+
+    def runs(configs):
+        calls.append(list(configs))
+        return [SimpleNamespace(config=c, records=[_NoTest(epoch=0, val_acc=0.9 - abs(c.lr - best[c.cell]) + 0.001 * c.seed,
+                                                           test_acc=0.5 + c.lr)]) for c in configs]
+    with pytest.raises(ValueError, match="overlap"):
+        tuning.tune_then_evaluate(list(best), make, grid, [0, 1], [1, 2, 3], runs)
+    assert calls == []
+    out = tuning.tune_then_evaluate(list(best), make, grid, [100, 101], [0, 1, 2], runs)
+    assert len(calls) == 2 and len(calls[0]) == 3 * 4 * 2 and len(calls[1]) == 3 * 3   # two batches: tuning, evaluation
+    for cell, (lr, table, results) in out.items():
+        assert lr == best[cell] and len(table) == 4
+        assert [(r.config.lr, r.config.seed) for r in results] == [(best[cell], s) for s in (0, 1, 2)]
+
+
+def test_curve_cells_put_full_training_once_and_every_budgeted_method_at_every_ratio():
+    from dynaprune import grids
+    C = profiles.get("cpu")["curves"]
+    cells = grids.curve_cells("cpu", ["full", "omission", "infobatch", "reduce_epochs"])
+    assert cells[0] == ("full", None) and ("infobatch", None) in cells
+    assert [r for m, r in cells if m == "omission"] == C["ratios"] == [r for m, r in cells if m == "reduce_epochs"]
+    assert len(cells) == 2 + 2 * len(C["ratios"]) and {0.1, 0.2} <= set(C["ratios"])
+    c = grids.curve_config("cpu", "reduce_epochs", 0.2, seed=3, lr=0.1)
+    assert (c.epochs_scale, c.lr, c.seed, c.val_size, c.warmup_epochs, c.drop_last) == (0.2, 0.1, 3, 5000, 2.0, True)
+    assert c.eval_every == c.epochs        # one evaluation, at the end
+
+
+def test_the_verdict_table_says_whether_a_verdict_survives_the_shared_learning_rate(tmp_path, monkeypatch):
+    """A claim whose verdict flips between each method's chosen lr and the shared lr says so in the README's table."""
+    from dynaprune import claims, report
+    v = claims.test("omission_vs_random", [0.91, 0.92, 0.93], [0.90, 0.905, 0.91], seeds=[0, 1, 2])
+    same = report.at_shared_lr(v, claims.test("omission_vs_random", [0.91, 0.92, 0.93], [0.90, 0.905, 0.91]), 0.05)
+    flips = report.at_shared_lr(v, claims.test("omission_vs_random", [0.90, 0.90, 0.90], [0.91, 0.92, 0.93]), 0.05)
+    assert v["verdict"] == "held" and flips["shared_lr_verdict"] == "did not hold"
+    monkeypatch.setenv("DYNAPRUNE_FIGURES", str(tmp_path))
+    report.key_numbers("05_x", profile="smoke", device="cpu", verdicts=[same, flips])
+    table = report.verdict_table(tmp_path)
+    assert "| yes (lr 0.05) |" in table and "| no: did not hold at lr 0.05 (-2.00) |" in table

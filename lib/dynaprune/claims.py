@@ -25,15 +25,19 @@ class Claim:
     margin: float = 0.0
     paper_number: str = ""        # the paper's own number, where it gives one
     budgets: str = "equal"        # "equal" (compared runs within 0.02 of each other) or "unequal" (the claim is about budgets)
+    curve: tuple = ()             # (method A, method B) in the budget curves of 05 (`grids.curve_cells`), if tested there
+    keep_ratios: tuple = ()       # the keep ratios at which the paper makes the claim (tested there on the curves)
 
 
 CLAIMS = {c.key: c for c in [
     Claim("omission_vs_random", "Omission", "Tables 1-2", "Omission beats random pruning at the same keep ratio",
-          "05_method_comparison", "omission", "random (per epoch)"),
+          "05_method_comparison", "omission", "random (per epoch)", curve=("omission", "random"),
+          keep_ratios=(0.5,)),     # [Omission] §6: "we adopt a fixed 50% sampling ratio in our experiments"
     Claim("omission_vs_reduce_epochs", "Omission", "§5", "Omission beats training fewer epochs (Reducing Epoch) at the same budget",
-          "05_method_comparison", "omission", "reduce_epochs"),
+          "05_method_comparison", "omission", "reduce_epochs", curve=("omission", "reduce_epochs"), keep_ratios=(0.5,)),
     Claim("ucb_vs_random_dynamic", "Raju", "Fig. 2a", "UCB matches or beats random dynamic pruning at the same pruning rate and T_p",
-          "05_method_comparison", "ucb", "random_dynamic", direction="greater"),
+          "05_method_comparison", "ucb", "random_dynamic", direction="greater", curve=("ucb", "random_dynamic"),
+          keep_ratios=(0.2, 0.3)),  # [Raju] §4: "Below 50% of the data pruned, all methods appear to perform equally well"
     Claim("extra_forward_bernoulli_best", "Omission", "Table 1", "with an extra forward, Bernoulli sampling from the "
           "optimal distribution (Extra Forward Bernoulli) beats the other extra-forward methods (here: the best of "
           "Weighted Replacement and Selective Backprop)", "05_method_comparison", "extra_forward_bernoulli",
@@ -45,7 +49,7 @@ CLAIMS = {c.key: c for c in [
           "at the same budget", "05_method_comparison", "infobatch", "omission",
           metric="final training-set loss"),
     Claim("dynamic_vs_static", "Raju", "Fig. 2a", "dynamic pruning (UCB) beats static pruning (EL2N scores) at the "
-          "same pruning rate", "05_method_comparison", "ucb", "el2n"),
+          "same pruning rate", "05_method_comparison", "ucb", "el2n", curve=("ucb", "el2n"), keep_ratios=(0.2, 0.3)),
     Claim("static_below_full_seen", "Raju", "Fig. 5", "at equal samples seen (a pruned run trained for E / keep_ratio "
           "epochs), static pruning (EL2N) stays below full-data training", "05_method_comparison", "el2n, E / rho epochs",
           "full", direction="less"),
@@ -100,7 +104,7 @@ def test(key: str, a, b, *, seeds=None, budgets=None, condition: str = "", regim
                          f"shares {budgets[0]:.3f} and {budgets[1]:.3f}")
     v = verdict(a, b, c.direction, c.margin).as_dict()
     v.update({k: (None if v[k] != v[k] else v[k]) for k in ("ci_low", "ci_high")})   # no interval: None, not NaN
-    return dict({k: x for k, x in asdict(c).items() if k != "key"}, claim=key, **v, condition=condition, regime=regime,
+    return dict({k: x for k, x in asdict(c).items() if k not in ("key", "curve", "keep_ratios")}, claim=key, **v, condition=condition, regime=regime,
                 seeds=None if seeds is None else [int(s) for s in seeds],
                 share_a=None if budgets is None else float(budgets[0]),
                 share_b=None if budgets is None else float(budgets[1]),

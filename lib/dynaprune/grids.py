@@ -133,6 +133,27 @@ def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed
     return base.replace(sampler=method, sampler_options=opts, **common)
 
 
+def curve_cells(profile: str, methods=None) -> list[tuple[str, float | None]]:
+    """The cells (method, keep_ratio) of the profile's budget curves (``curves`` in `profiles`): each method
+    at each ratio; full training, and the methods whose paper sets their own budget, once (keep_ratio None).
+    ``methods``: these instead of the profile's list (e.g. a longer list being computed)."""
+    from .profiles import get
+    C = get(profile)["curves"]
+    cells = []
+    for m in (methods or C["methods"]):
+        if m == "full" or m in ("infobatch", "kakurenbo", "online_is"):
+            cells.append((m, None))
+        else:
+            cells += [(m, float(r)) for r in C["ratios"]]
+    return cells
+
+
+def curve_config(profile: str, method: str, keep_ratio: float | None, seed: int, lr: float):
+    """One run of the budget curves: `fair_config` at the profile's base setting with ``curves["overrides"]``."""
+    from .profiles import get
+    return fair_config(profile, method, keep_ratio=keep_ratio, seed=seed, lr=lr, **get(profile)["curves"]["overrides"])
+
+
 def es_table5(rho) -> dict:
     """[ES] Table 5's parts at keep ratio ``rho``: the loss alone, + annealing (A), + a single EMA (E,
     beta1 = beta2 = 0.9), + the decoupled EMA (DE, [ES] eq. 2.5); the last row is ES itself.

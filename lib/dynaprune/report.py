@@ -125,6 +125,45 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
     return runs.reset_index()
 
 
+def curve_runs(curve: dict) -> pd.DataFrame:
+    """The evaluation runs of budget curves (`tuning.tune_then_evaluate`'s output, keyed by (method,
+    keep_ratio)) as `per_run` rows (so `compare` reads them), with method, keep_ratio, the chosen lr, the
+    final validation accuracy and whether that lr is at the edge of its grid. ``share``: backprops over the
+    mean of the full-training runs among them (or of the largest run)."""
+    rows = []
+    for (method, ratio), (lr, table, results) in curve.items():
+        edge = lr in (float(table["lr"].min()), float(table["lr"].max()))
+        for res in results:
+            c = res.config
+            rows.append(dict(key=None, label=method if ratio is None else f"{method} keep_ratio={ratio}",
+                             method=method, keep_ratio=ratio, lr=lr, lr_at_grid_edge=edge, seed=c.seed,
+                             acc=res.final["test_acc"], val_acc=res.final.get("val_acc"),
+                             loss=res.final.get("train_eval_loss"),
+                             backprops=sum(x["backpropagated"] for x in res.records),
+                             diverged=any(x.get("diverged") for x in res.records),
+                             sampler=c.sampler, sampler_options=c.options("sampler_options"), epochs=c.epochs))
+    runs = pd.DataFrame(rows)
+    full = runs.loc[runs["method"] == "full", "backprops"]
+    runs["share"] = runs["backprops"] / (full.mean() if len(full) else runs["backprops"].max())
+    return runs
+
+
+def curve_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per cell of `curve_runs`: the chosen lr (and whether it is at its grid's edge), mean test accuracy with
+    its 95% bootstrap interval over seeds (`stats.paired_ci` of the accuracies), mean validation accuracy,
+    measured backprop share, seeds, and the regime label (`regimes.outside`) where the cell is outside it."""
+    from .stats import paired_ci
+    out = []
+    for label, d in runs.groupby("label", sort=False):
+        lo, hi = paired_ci(d["acc"].to_numpy()) if len(d) >= 3 else (np.nan, np.nan)
+        out.append(dict(label=label, method=d["method"].iloc[0], keep_ratio=d["keep_ratio"].iloc[0],
+                        lr=d["lr"].iloc[0], lr_at_grid_edge=bool(d["lr_at_grid_edge"].iloc[0]),
+                        acc=d["acc"].mean(), ci_low=lo, ci_high=hi, val_acc=d["val_acc"].mean(),
+                        share=d["share"].mean(), seeds=d["seed"].nunique(), diverged=int(d["diverged"].sum()),
+                        regime=regime_note(d) or "paper's regime"))
+    return pd.DataFrame(out)
+
+
 def regime_note(runs: pd.DataFrame) -> str | None:
     """How the runs of one label depart from their method's paper regime (`regimes.outside`), or None."""
     import json
@@ -164,6 +203,12 @@ def compare(runs: pd.DataFrame, claim: str, a: str, b: str, condition: str = "",
     regime = "; ".join(dict.fromkeys(n for n in (regime_note(pa), regime_note(pb)) if n))
     return claims.test(claim, pa.loc[seeds, value].values, pb.loc[seeds, value].values, seeds=seeds,
                        budgets=None if None in budgets else budgets, condition=condition, regime=regime)
+
+
+def at_shared_lr(v: dict, v_shared: dict, lr: float) -> dict:
+    """Verdict row ``v`` (each method at its chosen learning rate) with the verdict of the same comparison at
+    the shared default learning rate ``lr`` (``v_shared``): whether a claim's verdict flips with the learning rate."""
+    return dict(v, shared_lr=float(lr), shared_lr_verdict=v_shared["verdict"], shared_lr_diff=v_shared["mean_diff"])
 
 
 def best_of(runs: pd.DataFrame, labels) -> str:
@@ -224,8 +269,8 @@ def verdict_table(root=None) -> str:
         meta = json.loads(f.read_text())
         for v in meta.get("verdicts", []):
             rows.append((meta, v))
-    out = ["| notebook | claim ([paper] where) | A vs B | backprop share A / B | A - B, 95% CI | seeds | verdict |",
-           "|---|---|---|---|---|---|---|"]
+    out = ["| notebook | claim ([paper] where) | A vs B | backprop share A / B | A - B, 95% CI | seeds | verdict "
+           "| same verdict at the shared learning rate? |", "|---|---|---|---|---|---|---|---|"]
     for meta, v in rows:
         # accuracy differences in percentage points (the papers' unit); other metrics as they are, named
         pts = "accuracy" in v.get("metric", "accuracy")
@@ -235,8 +280,14 @@ def verdict_table(root=None) -> str:
         share = "–" if v.get("share_a") is None else f"{v['share_a']:.2f} / {v['share_b']:.2f}"
         cond = f" ({v['condition']})" if v.get("condition") else ""
         cond += f" *{v['regime']}*" if v.get("regime") else ""
+        if v.get("shared_lr_verdict") is None:    # each side at one learning rate already (no per-method choice)
+            same = "–"
+        elif v["shared_lr_verdict"] == v["verdict"]:
+            same = f"yes (lr {v['shared_lr']:g})"
+        else:
+            same = f"no: {v['shared_lr_verdict']} at lr {v['shared_lr']:g} ({f(v['shared_lr_diff'])})"
         out.append(f"| {meta['notebook'][:2]} | {v['statement']} ([{v['paper']}] {v['where']}){cond} | {v['a']} vs {v['b']} "
-                   f"| {share} | {f(v['mean_diff'])} {ci} {unit} | {int(v['n_pairs'])} | {v['verdict']} |")
+                   f"| {share} | {f(v['mean_diff'])} {ci} {unit} | {int(v['n_pairs'])} | {v['verdict']} | {same} |")
     profiles = sorted({f"{m['profile']} on {m['device']}" for m, _ in rows})
     out.append("")
     out.append(f"Profile and device: {', '.join(profiles) or 'none'}. Generated by `python -m dynaprune.report verdicts`.")
@@ -257,11 +308,22 @@ def main(argv=None):
     ap.add_argument("command", choices=["verdicts", "diagnose"],
                     help="verdicts: the README's verdict table; diagnose: every collapsed run, its break and cause")
     ap.add_argument("--figures", default=None, help="verdicts: folder of *_numbers.json (default: figures/)")
+    ap.add_argument("--readme", action="store_true",
+                    help="verdicts: also write the table into README.md, between its verdicts markers")
     ap.add_argument("--no-rerun", action="store_true",
                     help="diagnose: never re-run a run cached without diagnostics (its cause may stay unexplained)")
     a = ap.parse_args(argv)
     if a.command == "verdicts":
-        print(verdict_table(a.figures))
+        table = verdict_table(a.figures)
+        print(table)
+        if a.readme:
+            import re
+            readme = ROOT / "README.md"
+            text, n = re.subn(r"(<!-- verdicts:start -->\n).*?(\n<!-- verdicts:end -->)",
+                              lambda m: m.group(1) + table + m.group(2), readme.read_text(), flags=re.S)
+            if n != 1:
+                raise SystemExit("README.md lacks one pair of <!-- verdicts:start --> / <!-- verdicts:end --> markers")
+            readme.write_text(text)
         return 0
     from .diagnose import diagnose
     d = diagnose(rerun=not a.no_rerun)

@@ -4,7 +4,8 @@
     configs = [base.replace(lr=lr, seed=s) for lr in grid for s in tuning_seeds]   # val_size > 0
     lr, table = choose_lr(runs(configs))      # best mean validation accuracy over the tuning seeds
 
-`choose_lr` reads each run's last evaluated ``val_acc`` only (the test split never enters the choice),
+`tune_then_evaluate` does both stages for many cells (e.g. every method x budget of a curve) with two calls
+of the executor, so a pool of processes stays busy. `choose_lr` reads each run's last evaluated ``val_acc`` only (the test split never enters the choice),
 refuses runs without a validation split, and returns the whole grid as a table for the notebook to show.
 """
 from __future__ import annotations
@@ -53,3 +54,19 @@ def choose_lr(results) -> tuple[float, pd.DataFrame]:
     chosen = float(min(table.index[table["val_acc mean"] == best]))
     table["chosen"] = table.index == chosen
     return chosen, table.reset_index()
+
+
+def tune_then_evaluate(cells, make, grid, tuning_seeds, eval_seeds, runs):
+    """For each cell: the learning rate of ``grid`` with the best mean validation accuracy over ``tuning_seeds``
+    (`choose_lr`), then the runs on ``eval_seeds`` at that rate. ``make(cell, lr, seed)`` builds a RunConfig;
+    ``runs(configs)`` returns their results (e.g. `study.runs`). Returns {cell: (lr, grid table, eval results)}.
+    Tuning and evaluation seeds must be disjoint: the reported runs never took part in the choice."""
+    if set(tuning_seeds) & set(eval_seeds):
+        raise ValueError(f"tuning seeds {list(tuning_seeds)} and evaluation seeds {list(eval_seeds)} overlap")
+    cells, grid = list(cells), lr_grid(1.0, grid)
+    tune = {(cell, lr, s): make(cell, lr, s) for cell in cells for lr in grid for s in tuning_seeds}
+    done = dict(zip(tune, runs(list(tune.values()))))
+    chosen = {cell: choose_lr([done[(cell, lr, s)] for lr in grid for s in tuning_seeds]) for cell in cells}
+    evals = {(cell, s): make(cell, chosen[cell][0], s) for cell in cells for s in eval_seeds}
+    done = dict(zip(evals, runs(list(evals.values()))))
+    return {cell: (*chosen[cell], [done[(cell, s)] for s in eval_seeds]) for cell in cells}
