@@ -1,6 +1,7 @@
 """Benchmarks (measured, never asserted): speed-up efficiency, sampler overheads, mixture-fit cost.
 
     python -m dynaprune.bench [--only efficiency samplers mixture] [--sizes 50000 1280000] [--out build/bench.json]
+    python -m dynaprune.bench --only curves --profile cpu     # on an idle machine: writes figures/bench_curve_times.json
 
 Benchmark output never goes into the results cache (data/results/ holds runs and analyses only).
 
@@ -21,6 +22,8 @@ import numpy as np
 import torch
 
 from .samplers import SAMPLERS, make_sampler
+
+CURVE_TIMES = "bench_curve_times.json"    # in the profile's figures folder: the measured training times of 05's curves
 
 
 def _stats(n, C=10, seed=0):
@@ -109,6 +112,40 @@ def bench_efficiency(profile: str = "cpu", epochs: int = 5, repeats: int = 3, me
     stat = lambda v: (min(v), float(np.median(v)), max(v))
     return {m: dict(share=float(np.mean(d["share"])), saved=stat(d["saved"]), efficiency=stat(d["efficiency"]))
             for m, d in out.items()}
+
+
+def bench_curve_times(profile: str = "cpu", repeats: int = 3, methods=None, epochs: int = 2):
+    """Training time per epoch of each budget-curve cell (`grids.curve_cells`; ``methods``: these instead of
+    the profile's list) on this machine, for the accuracy-against-time figure of 05. Each cell's run starts
+    with its real config (its schedule, regime and checkpoints: the run of the curves, at a fixed lr and seed)
+    and stops after ``epochs`` epochs; the first epoch is a warm-up and is not timed, the
+    others are steady-state epochs. Rounds are interleaved (every cell, then every cell again), after one untimed
+    warm-up run. Returns {cell label: dict(method, keep_ratio, run_length, per_epoch=(min, median, max) of the
+    seconds of training per epoch over the rounds)}; a run's training time is per_epoch x run_length (its
+    epochs of data), which holds for methods whose work per epoch is constant after the first epoch (Omission,
+    random and [Raju]'s pruning, full training and Reducing Epoch, whose epochs are full training's and are not
+    measured twice). Nothing is cached."""
+    from .grids import curve_cells, curve_config
+    from .profiles import get
+    from .train import run
+    P = get(profile)
+    cells = [("full", None)] + [c for c in curve_cells(profile, methods) if c != ("full", None)]
+    measured = [c for c in cells if c[0] != "reduce_epochs"]      # Reducing Epoch's epochs are full-training epochs
+    configs = {c: curve_config(profile, *c, seed=P["seeds"][0], lr=P["base"]["lr"]) for c in cells}
+    # the first `epochs` epochs of each run (epochs_scale cuts the run; time per epoch does not depend on the lr
+    # schedule), evaluated never
+    short = {c: cfg.replace(epochs_scale=epochs / cfg.epochs, eval_every=10 ** 6) for c, cfg in configs.items()}
+    run(short[cells[0]], use_cache=False)                                 # warm-up, untimed
+    times = {c: [] for c in cells}
+    for _ in range(repeats):
+        for c in measured:
+            times[c].append(float(np.mean([r["t_train"] for r in run(short[c], use_cache=False).records[1:]])))
+    for c in cells:
+        if c[0] == "reduce_epochs":
+            times[c] = times[("full", None)]
+    stat = lambda v: (min(v), float(np.median(v)), max(v))
+    return {("full" if r is None else f"{m} keep_ratio={r}"): dict(method=m, keep_ratio=r, run_length=configs[(m, r)].run_length,
+                                                                    per_epoch=stat(times[(m, r)])) for m, r in cells}
 
 
 def bench_overheads(repeats: int = 5, n_large: int = 1_280_000, b: int = 128):
@@ -201,11 +238,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="sampler and mixture benchmarks")
     ap.add_argument("--sizes", type=int, nargs="*", default=[50_000, 1_280_000])
     ap.add_argument("--out", default=None)
-    ap.add_argument("--only", nargs="*", choices=["efficiency", "overheads", "samplers", "mixture"],
+    ap.add_argument("--only", nargs="*", choices=["efficiency", "overheads", "samplers", "mixture", "curves"],
                     default=["efficiency", "overheads", "samplers", "mixture"])
     ap.add_argument("--profile", default="cpu", help="setting of the efficiency benchmark")
     ap.add_argument("--epochs", type=int, default=5, help="epochs per run of the efficiency benchmark (ES and KAKURENBO reach keep 0.5 from 5)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--methods", nargs="*", default=None, help="curves: these methods instead of the profile's list")
     a = ap.parse_args(argv)
     pd.set_option("display.width", 200)
     print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
@@ -231,6 +269,17 @@ def main(argv=None):
         mix = bench_mixture()
         for n, (lo, med, hi) in mix.items():
             print(f"mixture fit (ML start + NUTS 500+1000, 3 chains) on {n:,} counts: median {med:.1f} s (min {lo:.1f}, max {hi:.1f})")
+    if "curves" in a.only:     # not in the default set: minutes; run it on an otherwise idle machine
+        from .report import figures_dir
+        cur = bench_curve_times(a.profile, a.repeats, a.methods)
+        out = figures_dir(a.profile) / CURVE_TIMES
+        meta = dict(profile=a.profile, machine=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
+                    repeats=a.repeats, date=time.strftime("%Y-%m-%d"), cells=cur)
+        out.write_text(json.dumps(meta, indent=1))
+        for label, d in cur.items():
+            lo, med, hi = d["per_epoch"]
+            print(f"{label}: {med:.2f} s per epoch (min {lo:.2f}, max {hi:.2f}) x {d['run_length']:g} epochs")
+        print(f"written to {out}")
     if a.out:
         with open(a.out, "w") as f:
             json.dump(dict(efficiency=eff, overheads=ovh, samplers=rows, mixture_seconds=mix, threads=torch.get_num_threads()), f, indent=1)
