@@ -48,3 +48,10 @@ def test_side_studies_config():
     cpu = profiles.side_config("cpu", epochs=7)
     assert cpu.train_subset == 20_000 and cpu.epochs == 7 and cpu.eval_every == 5
     assert profiles.get("cpu")["side_seeds"] == [0, 1, 2] and profiles.side_config("cpu").epochs == 10
+
+
+def test_curves_refuse_an_unknown_method_before_any_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path))
+    with pytest.raises(SystemExit, match="unknown method"):
+        study.main(["--profile", "smoke", "--curves", "omission", "no_such_method"])
+    assert not list(tmp_path.iterdir())

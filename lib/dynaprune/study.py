@@ -1,6 +1,8 @@
 """The papermill study runner and the executor notebooks use for their runs.
 
     python -m dynaprune.study --profile smoke|quick|cpu|gpu [--only NAME ...] [--jobs N]
+    python -m dynaprune.study --curves ucb es [--jobs N]    # compute 05's budget curves of these methods ahead
+
 
 runs `notebooks/NN_*.ipynb` in order with the profile as a parameter, writing executed copies to
 `notebooks/executed/` and figures to `figures/` for the committed profile, `figures/<profile>/` for
@@ -72,6 +74,24 @@ def runs(configs, jobs: int | None = None, executor: str | None = None, progress
     return out
 
 
+def curves(profile: str, methods, jobs: int | None = None):
+    """Compute the budget curves of ``methods`` (05's `grids.curve_cells` with the profile's grid and seeds), one
+    method at a time (its tuning runs, then its evaluation runs), so a long computation leaves complete methods in
+    the cache as it goes; a method joins the notebook when it is added to the profile's ``curves["methods"]``."""
+    from . import grids, tuning
+    from .profiles import get
+    P = get(profile)
+    C = P["curves"]
+    for m in methods:
+        t0 = time.time()
+        out = tuning.tune_then_evaluate(grids.curve_cells(profile, [m]),
+                                        lambda c, lr, s: grids.curve_config(profile, *c, s, lr), C["grid"],
+                                        C["tuning_seeds"], P["seeds"], lambda cs: runs(cs, jobs=jobs))
+        chosen = ", ".join(f"{'-' if r is None else r}: lr {lr:g}, test {sum(x.final['test_acc'] for x in rs) / len(rs):.4f}"
+                           for (_, r), (lr, _, rs) in out.items())
+        print(f"[curves] {m} ({profile}) done in {time.time() - t0:.0f} s: {chosen}", flush=True)
+
+
 def notebooks(only=None):
     found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if only:
@@ -92,8 +112,16 @@ def main(argv=None):
     ap.add_argument("--only", nargs="*", help="notebook names (or parts of them)")
     ap.add_argument("--jobs", type=int, default=1, help="parallel training processes")
     ap.add_argument("--out", default=str(NOTEBOOKS / "executed"))
+    ap.add_argument("--curves", nargs="+", metavar="METHOD",
+                    help="instead of the notebooks: compute 05's budget curves of these methods, one after another")
     a = ap.parse_args(argv)
     get(a.profile)  # refuses a GPU profile without a GPU, before any work
+    if a.curves:
+        from .samplers import SAMPLERS
+        bad = [m for m in a.curves if m not in SAMPLERS and m != "reduce_epochs"]
+        if bad:
+            raise SystemExit(f"unknown method(s) {bad}; known: reduce_epochs, {', '.join(SAMPLERS)}")
+        return curves(a.profile, a.curves, a.jobs)
     import papermill as pm
     os.environ["DYNAPRUNE_JOBS"] = str(a.jobs)
     out = Path(a.out)
