@@ -264,3 +264,22 @@ def test_curve_time_benchmark_times_every_cell_and_reuses_full_epochs_for_reduci
     assert out["omission keep_ratio=0.3"]["run_length"] == 3
     assert all(0 < d["per_epoch"][0] <= d["per_epoch"][1] <= d["per_epoch"][2] for d in out.values())
     assert not list(tmp_path.iterdir())
+
+
+def test_a_choice_at_the_grid_edge_grows_the_grid_until_it_is_interior_or_the_limit():
+    """A cell whose best lr lies beyond the grid's top (or bottom) gets one more step there per round; the choice
+    stops at an interior optimum, or at the edge of the grown grid when ``extend`` runs out (and says so)."""
+    grid = [0.025, 0.05, 0.1, 0.2]
+    best = {("up", 0.1): 0.4, ("down", 0.1): 0.00625, ("far", 0.1): 3.2, ("in", 0.1): 0.05}
+
+    def make(cell, lr, seed):
+        return SimpleNamespace(cell=cell, lr=lr, seed=seed, sampler="x")
+
+    def runs(configs):
+        return [SimpleNamespace(config=c, records=[_NoTest(epoch=0, val_acc=0.9 - abs(math.log2(c.lr / best[c.cell])),
+                                                           test_acc=0.0)]) for c in configs]
+    out = tuning.tune_then_evaluate(list(best), make, grid, [100], [0], runs, extend=2)
+    assert out[("up", 0.1)][0] == 0.4 and out[("up", 0.1)][1]["lr"].tolist() == [0.025, 0.05, 0.1, 0.2, 0.4, 0.8]
+    assert out[("down", 0.1)][0] == 0.00625 == out[("down", 0.1)][1]["lr"].min()  # found in the last step allowed
+    assert out[("far", 0.1)][0] == 0.8 == out[("far", 0.1)][1]["lr"].max()     # the limit: still at the edge
+    assert out[("in", 0.1)][1]["lr"].tolist() == grid                           # interior: the grid as given

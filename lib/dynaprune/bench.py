@@ -1,7 +1,7 @@
 """Benchmarks (measured, never asserted): speed-up efficiency, sampler overheads, mixture-fit cost.
 
     python -m dynaprune.bench [--only efficiency samplers mixture] [--sizes 50000 1280000] [--out build/bench.json]
-    python -m dynaprune.bench --only curves --profile cpu     # on an idle machine: writes figures/bench_curve_times.json
+    python -m dynaprune.bench --only curves --profile cpu     # on an idle machine: figures/bench_curve_times.json
 
 Benchmark output never goes into the results cache (data/results/ holds runs and analyses only).
 
@@ -23,7 +23,16 @@ import torch
 
 from .samplers import SAMPLERS, make_sampler
 
-CURVE_TIMES = "bench_curve_times.json"    # in the profile's figures folder: the measured training times of 05's curves
+CURVE_TIMES = "bench_curve_times.json"    # the measured training times of 05's curves (`curve_times_path`)
+
+
+def curve_times_path(profile: str):
+    """Where `bench_curve_times` writes and notebook 05 reads the curves' times: figures/ of the repository for the
+    committed profile, figures/<profile>/ otherwise (not $DYNAPRUNE_FIGURES, where a render writes its outputs:
+    the benchmark is an input of the render, measured on an idle machine, never by it)."""
+    from .profiles import COMMITTED
+    from .report import ROOT
+    return ROOT / "figures" / ("" if profile == COMMITTED else profile) / CURVE_TIMES
 
 
 def _stats(n, C=10, seed=0):
@@ -270,9 +279,9 @@ def main(argv=None):
         for n, (lo, med, hi) in mix.items():
             print(f"mixture fit (ML start + NUTS 500+1000, 3 chains) on {n:,} counts: median {med:.1f} s (min {lo:.1f}, max {hi:.1f})")
     if "curves" in a.only:     # not in the default set: minutes; run it on an otherwise idle machine
-        from .report import figures_dir
         cur = bench_curve_times(a.profile, a.repeats, a.methods)
-        out = figures_dir(a.profile) / CURVE_TIMES
+        out = curve_times_path(a.profile)
+        out.parent.mkdir(parents=True, exist_ok=True)
         meta = dict(profile=a.profile, machine=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
                     repeats=a.repeats, date=time.strftime("%Y-%m-%d"), cells=cur)
         out.write_text(json.dumps(meta, indent=1))

@@ -16,7 +16,8 @@ EL2N's scoring ([Raju] §4: 10 models x 20 epochs) is scaled per profile (el2n_m
 split held out of training, on which each method's learning rate is chosen (`tuning.choose_lr`).
 ``curves``: the budget curves of 05 (`grids.curve_cells`): ``methods`` at each of ``ratios`` (full training
 once), each cell's learning rate chosen from ``grid`` on the ``tuning_seeds`` (disjoint from ``seeds``, on
-which test accuracy is reported), ``overrides`` of the base setting.
+which test accuracy is reported), the grid grown by a step beyond an edge where the choice lands on it, up to
+``extend`` times (`tuning.tune_then_evaluate`), ``overrides`` of the base setting.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ PROFILES = {
         el2n_models=2, el2n_epochs=2, fair=dict(val_size=300),
         curves=dict(methods=["full", "reduce_epochs", "random", "omission"], ratios=[0.3, 0.5],
                     # batch 16: with drop_last, a batch of 32 of 1,200 samples loses up to 2.5% of a pruned epoch
-                    grid=[0.025, 0.05, 0.1], tuning_seeds=[100], overrides=dict(eval_every=3, batch_size=16))),
+                    grid=[0.025, 0.05, 0.1], extend=1, tuning_seeds=[100],
+                    overrides=dict(eval_every=3, batch_size=16))),
     "quick": dict(
         base=dict(dataset="fashion_mnist", train_subset=10_000, model="mlp",
                   model_options={"hidden": [256, 256]}, epochs=8, batch_size=128, lr=0.05,
@@ -48,7 +50,7 @@ PROFILES = {
         el2n_models=10, el2n_epochs=20,    # [Raju] §4's EL2N protocol in full (an MLP epoch is cheap)
         fair=dict(val_size=2000),
         curves=dict(methods=["full", "reduce_epochs", "random", "omission", "ucb"], ratios=[0.1, 0.3, 0.5],
-                    grid=[0.025, 0.05, 0.1, 0.2], tuning_seeds=[100, 101], overrides=dict(eval_every=8))),
+                    grid=[0.025, 0.05, 0.1, 0.2], extend=2, tuning_seeds=[100, 101], overrides=dict(eval_every=8))),
     # Full Fashion-MNIST, small CNN (106k parameters), 20 epochs: 7.5 s of training per full epoch on
     # 2 threads, 3 s per evaluation (hence every 2nd epoch). The headline comparison (05) runs its
     # headline methods there on 5 paired seeds at keep_ratio 0.5; every method (24 at keep_ratio 0.5)
@@ -70,7 +72,7 @@ PROFILES = {
         # validation): the full setting, evaluated once at the end (the curves need final accuracies only).
         # Methods join the list as their runs are computed (each cell: 4 learning rates x 2 tuning seeds, then 5 seeds).
         curves=dict(methods=["full", "reduce_epochs", "random", "omission"], ratios=[0.1, 0.2, 0.3, 0.5],
-                    grid=[0.025, 0.05, 0.1, 0.2], tuning_seeds=[100, 101], overrides=dict(eval_every=20))),
+                    grid=[0.025, 0.05, 0.1, 0.2], extend=2, tuning_seeds=[100, 101], overrides=dict(eval_every=20))),
     "gpu": dict(
         # [Omission] §5: 200 epochs, batch 128, cosine from 0.1, wd 5e-4, 10% warm-up, drop_last=True
         base=dict(dataset="cifar10", model="resnet18", epochs=200, batch_size=128, lr=0.1, schedule="cosine",
@@ -79,7 +81,7 @@ PROFILES = {
         selection_epochs=200, per_class=1000, noise_rates=[0.1, 0.4], image_size=256, image_epochs=500,
         el2n_models=10, el2n_epochs=20, fair=dict(val_size=5000),
         curves=dict(methods=["full", "reduce_epochs", "random", "omission", "ucb", "es", "el2n"],
-                    ratios=[0.1, 0.2, 0.3, 0.5], grid=[0.025, 0.05, 0.1, 0.2], tuning_seeds=[100, 101],
+                    ratios=[0.1, 0.2, 0.3, 0.5], grid=[0.025, 0.05, 0.1, 0.2], extend=2, tuning_seeds=[100, 101],
                     overrides=dict(eval_every=20))),
 }
 

@@ -86,7 +86,8 @@ def curves(profile: str, methods, jobs: int | None = None):
         t0 = time.time()
         out = tuning.tune_then_evaluate(grids.curve_cells(profile, [m]),
                                         lambda c, lr, s: grids.curve_config(profile, *c, s, lr), C["grid"],
-                                        C["tuning_seeds"], P["seeds"], lambda cs: runs(cs, jobs=jobs))
+                                        C["tuning_seeds"], P["seeds"], lambda cs: runs(cs, jobs=jobs),
+                                        extend=C.get("extend", 0))
         chosen = ", ".join(f"{'-' if r is None else r}: lr {lr:g}, test {sum(x.final['test_acc'] for x in rs) / len(rs):.4f}"
                            for (_, r), (lr, _, rs) in out.items())
         print(f"[curves] {m} ({profile}) done in {time.time() - t0:.0f} s: {chosen}", flush=True)

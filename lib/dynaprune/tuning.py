@@ -56,17 +56,32 @@ def choose_lr(results) -> tuple[float, pd.DataFrame]:
     return chosen, table.reset_index()
 
 
-def tune_then_evaluate(cells, make, grid, tuning_seeds, eval_seeds, runs):
+def tune_then_evaluate(cells, make, grid, tuning_seeds, eval_seeds, runs, extend: int = 0):
     """For each cell: the learning rate of ``grid`` with the best mean validation accuracy over ``tuning_seeds``
     (`choose_lr`), then the runs on ``eval_seeds`` at that rate. ``make(cell, lr, seed)`` builds a RunConfig;
-    ``runs(configs)`` returns their results (e.g. `study.runs`). Returns {cell: (lr, grid table, eval results)}.
-    Tuning and evaluation seeds must be disjoint: the reported runs never took part in the choice."""
+    ``runs(configs)`` returns their results (e.g. `study.runs`). ``extend``: while a cell's choice is at an edge
+    of its grid, up to ``extend`` times, its grid grows by one step (the ratio of the grid's neighbours) beyond
+    that edge and the choice is made again, so a chosen rate is an interior optimum or says it is not (its
+    table's edge). Returns {cell: (lr, grid table, eval results)}. Tuning and evaluation seeds must be disjoint:
+    the reported runs never took part in the choice."""
     if set(tuning_seeds) & set(eval_seeds):
         raise ValueError(f"tuning seeds {list(tuning_seeds)} and evaluation seeds {list(eval_seeds)} overlap")
     cells, grid = list(cells), lr_grid(1.0, grid)
-    tune = {(cell, lr, s): make(cell, lr, s) for cell in cells for lr in grid for s in tuning_seeds}
-    done = dict(zip(tune, runs(list(tune.values()))))
-    chosen = {cell: choose_lr([done[(cell, lr, s)] for lr in grid for s in tuning_seeds]) for cell in cells}
+    grids, done = {cell: list(grid) for cell in cells}, {}
+    for round_ in range(int(extend) + 1):
+        tune = {(cell, lr, s): make(cell, lr, s) for cell in cells for lr in grids[cell] for s in tuning_seeds
+                if (cell, lr, s) not in done}
+        done.update(zip(tune, runs(list(tune.values()))))
+        chosen = {cell: choose_lr([done[(cell, lr, s)] for lr in grids[cell] for s in tuning_seeds]) for cell in cells}
+        edges = [cell for cell in cells if chosen[cell][0] in (grids[cell][0], grids[cell][-1])]
+        if round_ == extend or not edges:
+            break
+        for cell in edges:
+            g = grids[cell]
+            if chosen[cell][0] == g[-1]:
+                g.append(float(f"{g[-1] * g[-1] / g[-2]:.6g}"))
+            else:
+                g.insert(0, float(f"{g[0] * g[0] / g[1]:.6g}"))
     evals = {(cell, s): make(cell, chosen[cell][0], s) for cell in cells for s in eval_seeds}
     done = dict(zip(evals, runs(list(evals.values()))))
     return {cell: (*chosen[cell], [done[(cell, s)] for s in eval_seeds]) for cell in cells}
