@@ -283,3 +283,14 @@ def test_a_choice_at_the_grid_edge_grows_the_grid_until_it_is_interior_or_the_li
     assert out[("down", 0.1)][0] == 0.00625 == out[("down", 0.1)][1]["lr"].min()  # found in the last step allowed
     assert out[("far", 0.1)][0] == 0.8 == out[("far", 0.1)][1]["lr"].max()     # the limit: still at the edge
     assert out[("in", 0.1)][1]["lr"].tolist() == grid                           # interior: the grid as given
+
+
+def test_a_diverged_tuning_run_counts_as_zero_validation_accuracy():
+    """A learning rate so large that a tuning run diverges (non-finite loss, stopped before any finite validation
+    accuracy) is a bad choice, not an error: its validation accuracy is 0."""
+    grid = [0.05, 0.1, 0.2]
+    ok = [_fake(lr, 0, 0.9, 0.9) for lr in grid[:2]]
+    diverged = SimpleNamespace(config=SimpleNamespace(lr=0.2, seed=0, sampler="x"),
+                               records=[_NoTest(epoch=0, diverged=True, val_acc=float("nan"), test_acc=float("nan"))])
+    lr, table = tuning.choose_lr(ok + [diverged])
+    assert lr == 0.05 and table.loc[table["lr"] == 0.2, "val_acc mean"].item() == 0.0

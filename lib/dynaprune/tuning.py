@@ -26,7 +26,11 @@ def lr_grid(center: float, factors=GRID_FACTORS) -> list[float]:
 
 
 def _val_acc(result) -> float:
+    """The run's last evaluated validation accuracy; 0 for a run that diverged before any finite one (its lr is
+    too large: never chosen over a run that trained)."""
     vals = [r["val_acc"] for r in result.records if r.get("val_acc") is not None and math.isfinite(r["val_acc"])]
+    if not vals and any(r.get("diverged") for r in result.records) and "val_acc" in result.records[-1]:
+        return 0.0
     if not vals:
         raise ValueError(f"run {result.config.sampler} lr={result.config.lr} seed={result.config.seed} has no "
                          "validation accuracy: learning rates are chosen on a validation split (val_size > 0)")
