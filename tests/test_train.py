@@ -154,3 +154,26 @@ def test_hash_follows_the_sampler_version(monkeypatch):
     k, k_other = cache.key(c), cache.key(other)
     monkeypatch.setattr(SAMPLERS["random"], "version", 99)
     assert cache.key(c) != k and cache.key(other) == k_other  # only that method's runs are invalidated
+
+
+@pytest.mark.parametrize("name,shape", [("small_cnn", (1, 28, 28)), ("mlp", (1, 28, 28)), ("resnet18", (3, 32, 32))])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_eval_forwards_in_sub_batches_are_bit_identical(name, shape, threads):
+    """Scoring passes, selection forwards and evaluations run the model in eval mode in sub-batches of
+    CPU_EVAL_BATCH on the CPU (faster): every output equals one forward of the whole batch bit for bit, so no
+    cached run changes (channels_last as the fair protocol runs it, and the default format)."""
+    from dynaprune.config import RunConfig
+    from dynaprune.models import build_model
+    from dynaprune.train import CPU_EVAL_BATCH, _forward, _forward_eval
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model = build_model(name, shape, 10, seed=0).eval()
+        x = torch.randn(3 * CPU_EVAL_BATCH + 17, *shape, generator=torch.Generator().manual_seed(1))
+        c, dev = RunConfig(), torch.device("cpu")
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            m, xx = model.to(memory_format=fmt), x.contiguous(memory_format=fmt)
+            with torch.no_grad():
+                assert torch.equal(_forward_eval(m, xx, c, dev), _forward(m, xx, c, dev))
+    finally:
+        torch.set_num_threads(before)

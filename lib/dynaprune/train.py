@@ -134,6 +134,20 @@ def _forward(model, x, c, device):
         return model(x).float()
 
 
+# Eval-mode forwards on the CPU in sub-batches of this size: the small CNN's outputs are bit-identical to one
+# forward of 4,096 samples and 3-4x faster (8,192 Fashion-MNIST images, 1 thread: 0.31-0.43 s against 1.35-1.43 s;
+# 1 and 2 threads; tests/test_train.py checks the identity), so the scoring passes of [Raju]'s methods, the
+# selection forwards and the evaluations cost less and every cached run stays what it was.
+CPU_EVAL_BATCH = 256
+
+
+def _forward_eval(model, x, c, device):
+    """`_forward` of a model in eval mode under no_grad, in sub-batches of CPU_EVAL_BATCH on the CPU."""
+    if device.type != "cpu" or len(x) <= CPU_EVAL_BATCH:
+        return _forward(model, x, c, device)
+    return torch.cat([_forward(model, x[s:s + CPU_EVAL_BATCH], c, device) for s in range(0, len(x), CPU_EVAL_BATCH)])
+
+
 @torch.no_grad()
 def evaluate(model, x, y, c, device, chunk=4096, n=None):
     """Mean loss and accuracy on the first ``n`` (default all) samples of ``x, y``."""
@@ -141,7 +155,7 @@ def evaluate(model, x, y, c, device, chunk=4096, n=None):
     n = len(x) if n is None else n
     tot, correct = 0.0, 0
     for s in range(0, n, chunk):
-        out = _forward(model, take(x, slice(s, min(s + chunk, n)), device), c, device)
+        out = _forward_eval(model, take(x, slice(s, min(s + chunk, n)), device), c, device)
         tot += float(per_sample_loss(out, y[s:min(s + chunk, n)], c.loss).sum())
         if c.loss == "ce":
             correct += int((out.argmax(1) == y[s:min(s + chunk, n)]).sum())
@@ -189,7 +203,7 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
         with torch.no_grad():
             for s in range(0, len(req), 4096):
                 i = req[s:s + 4096]
-                out = _forward(_core(model), take(x, i, device), c, device)
+                out = _forward_eval(_core(model), take(x, i, device), c, device)
                 sampler.observe(i, per_sample_loss(out, y[i.to(device)], c.loss), logits=out, targets=y[i.to(device)])
                 rec["forwarded"] += len(i)
         model.train()
@@ -221,7 +235,7 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
             if sampler.needs_forward:                          # selecting must not change the model:
                 model.eval()                                   # no BatchNorm statistics, no dropout
                 with torch.no_grad():
-                    out = _forward(_core(model), xb, c, device)
+                    out = _forward_eval(_core(model), xb, c, device)
                 model.train()
                 rec["forwarded"] += len(idx)
             _sync(device); t2 = t(); rec["t_forward"] += t2 - t1
@@ -382,7 +396,7 @@ def predict(model, x, c, device, chunk=4096) -> torch.Tensor:
     """Model outputs on ``x`` in chunks (whole training sets do not fit one forward on a GPU)."""
     was = model.training
     model.eval()
-    out = torch.cat([_forward(model, take(x, slice(s, s + chunk), device), c, device) for s in range(0, len(x), chunk)])
+    out = torch.cat([_forward_eval(model, take(x, slice(s, s + chunk), device), c, device) for s in range(0, len(x), chunk)])
     model.train(was)
     return out
 
