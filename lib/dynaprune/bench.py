@@ -157,6 +157,34 @@ def bench_curve_times(profile: str = "cpu", repeats: int = 3, methods=None, epoc
                                                                     per_epoch=stat(times[(m, r)])) for m, r in cells}
 
 
+def bench_eval_batch(profile: str = "cpu", repeats: int = 5, n: int = 8192):
+    """Eval-mode forward of ``n`` training images of the profile's model: one forward per 4,096 samples (the
+    engine before) against sub-batches of `train.CPU_EVAL_BATCH` (now), interleaved A/B ``repeats`` times after a
+    warm-up; returns {"before": (min, median, max) s, "now": ..., "ratio": now / before per round (min, median,
+    max)}. The outputs are compared too: they must be identical."""
+    from .grids import fair_config
+    from .train import CPU_EVAL_BATCH, _core, _forward, setup, take
+    c = fair_config(profile, "full")
+    _, data, model, _, _ = setup(c)
+    dev, x = torch.device(c.device), data["x"][:n]
+    model = _core(model).eval()
+
+    def forward(chunk):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = torch.cat([_forward(model, take(x, slice(s, s + chunk), dev), c, dev) for s in range(0, n, chunk)])
+        return time.perf_counter() - t0, out
+    forward(CPU_EVAL_BATCH); forward(4096)                      # warm-up
+    t = {"before": [], "now": []}
+    for _ in range(repeats):
+        (tb, ob), (tn, on) = forward(4096), forward(CPU_EVAL_BATCH)
+        if not torch.equal(ob, on):
+            raise AssertionError("eval forwards in sub-batches differ from one forward of 4,096")
+        t["before"].append(tb); t["now"].append(tn)
+    stat = lambda v: (min(v), float(np.median(v)), max(v))
+    return dict(before=stat(t["before"]), now=stat(t["now"]), ratio=stat([a / b for a, b in zip(t["now"], t["before"])]))
+
+
 def bench_overheads(repeats: int = 5, n_large: int = 1_280_000, b: int = 128):
     """Two per-step overheads as ratios measured in one process, interleaved (A B A B ...), each repeat
     a fresh measurement; returns (min, median, max) of each ratio over the repeats:
@@ -247,7 +275,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="sampler and mixture benchmarks")
     ap.add_argument("--sizes", type=int, nargs="*", default=[50_000, 1_280_000])
     ap.add_argument("--out", default=None)
-    ap.add_argument("--only", nargs="*", choices=["efficiency", "overheads", "samplers", "mixture", "curves"],
+    ap.add_argument("--only", nargs="*", choices=["efficiency", "overheads", "samplers", "mixture", "curves", "evalbatch"],
                     default=["efficiency", "overheads", "samplers", "mixture"])
     ap.add_argument("--profile", default="cpu", help="setting of the efficiency benchmark")
     ap.add_argument("--epochs", type=int, default=5, help="epochs per run of the efficiency benchmark (ES and KAKURENBO reach keep 0.5 from 5)")
@@ -278,6 +306,10 @@ def main(argv=None):
         mix = bench_mixture()
         for n, (lo, med, hi) in mix.items():
             print(f"mixture fit (ML start + NUTS 500+1000, 3 chains) on {n:,} counts: median {med:.1f} s (min {lo:.1f}, max {hi:.1f})")
+    if "evalbatch" in a.only:
+        e = bench_eval_batch(a.profile, max(a.repeats, 5))
+        print("eval-mode forward of 8,192 images, one forward per 4,096 (before) vs sub-batches (now), interleaved: "
+              + ", ".join(f"{k} median {v[1]:.3f} (min {v[0]:.3f}, max {v[2]:.3f})" for k, v in e.items()))
     if "curves" in a.only:     # not in the default set: minutes; run it on an otherwise idle machine
         cur = bench_curve_times(a.profile, a.repeats, a.methods)
         out = curve_times_path(a.profile)
