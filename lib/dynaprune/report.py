@@ -120,9 +120,14 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
     runs = d.groupby("key").agg(label=("label", "last"), seed=("seed", "last"), acc=("test_acc", "last"),
                                 loss=("train_eval_loss", "last"), backprops=("backpropagated", "sum"),
                                 diverged=("diverged", "any"), **extra)
-    full = runs.loc[runs["label"] == "full", "backprops"]
-    runs["share"] = runs["backprops"] / (full.mean() if len(full) else runs["backprops"].max())
-    return runs.reset_index()
+    return _with_share(runs, runs["label"] == "full").reset_index()
+
+
+def _with_share(runs: pd.DataFrame, is_full) -> pd.DataFrame:
+    """``runs`` with ``share``: backprops over the mean of the full-training runs (rows ``is_full``), or of the
+    largest run when there is none."""
+    full = runs.loc[is_full, "backprops"]
+    return runs.assign(share=runs["backprops"] / (full.mean() if len(full) else runs["backprops"].max()))
 
 
 def curve_runs(curve: dict) -> pd.DataFrame:
@@ -143,9 +148,7 @@ def curve_runs(curve: dict) -> pd.DataFrame:
                              diverged=any(x.get("diverged") for x in res.records),
                              sampler=c.sampler, sampler_options=c.options("sampler_options"), epochs=c.epochs))
     runs = pd.DataFrame(rows)
-    full = runs.loc[runs["method"] == "full", "backprops"]
-    runs["share"] = runs["backprops"] / (full.mean() if len(full) else runs["backprops"].max())
-    return runs
+    return _with_share(runs, runs["method"] == "full")
 
 
 def curve_table(runs: pd.DataFrame) -> pd.DataFrame:
