@@ -294,3 +294,27 @@ def test_a_diverged_tuning_run_counts_as_zero_validation_accuracy():
                                records=[_NoTest(epoch=0, diverged=True, val_acc=float("nan"), test_acc=float("nan"))])
     lr, table = tuning.choose_lr(ok + [diverged])
     assert lr == 0.05 and table.loc[table["lr"] == 0.2, "val_acc mean"].item() == 0.0
+
+
+def test_a_method_that_sets_its_own_budget_gets_budget_matched_controls(monkeypatch):
+    """InfoBatch and KAKURENBO set their own budget: their curve cell is one point at their measured backprop share,
+    and random pruning and Reducing Epoch are tuned and evaluated at that share (rounded to 0.01), the controls a
+    saving must beat. A share outside (0, 1] is refused."""
+    from dynaprune import grids, study
+    seen = []
+
+    def runs(configs, jobs=None):
+        seen.extend(configs)
+        return [SimpleNamespace(config=c, records=[dict(epoch=0, val_acc=0.9 - abs(c.lr - 0.05), test_acc=0.8,
+                                                        backpropagated=({"full": 1000, "infobatch": 613}.get(c.sampler, 500)
+                                                                        if c.epochs_scale == 1 else 1000 * c.epochs_scale))])
+                for c in configs]
+    monkeypatch.setattr(study, "runs", runs)
+    out = study.curve_results("smoke", ["infobatch"])
+    assert set(out) == {("infobatch", None), ("random", 0.61), ("reduce_epochs", 0.61)}   # full: the share's denominator
+    assert all(lr == 0.05 and len(rs) == len(profiles.get("smoke")["seeds"]) for lr, _, rs in out.values())
+    assert {c.epochs_scale for c in seen if c.sampler == "full"} == {1.0, 0.61}
+    assert {c.options("sampler_options").get("keep_ratio") for c in seen if c.sampler == "random"} == {0.61}
+    assert grids.matched_cells(0.3049) == [("random", 0.3), ("reduce_epochs", 0.3)]
+    with pytest.raises(ValueError, match="share"):
+        grids.matched_cells(1.7)

@@ -26,7 +26,8 @@ class Claim:
     paper_number: str = ""        # the paper's own number, where it gives one
     budgets: str = "equal"        # "equal" (compared runs within 0.02 of each other) or "unequal" (the claim is about budgets)
     curve: tuple = ()             # (method A, method B) in the budget curves of 05 (`grids.curve_cells`), if tested there
-    keep_ratios: tuple = ()       # the keep ratios at which the paper makes the claim (tested there on the curves)
+    keep_ratios: tuple = ()       # the keep ratios at which the paper makes the claim (tested there on the curves);
+                                  # None: at the methods' own budgets (cells with keep_ratio None)
 
 
 CLAIMS = {c.key: c for c in [
@@ -58,7 +59,8 @@ CLAIMS = {c.key: c for c in [
           direction="equivalent", margin=0.005),
     Claim("infobatch_lossless", "InfoBatch", "abstract", "InfoBatch is lossless: its accuracy equals full-data training "
           "(within 0.5 points here) while it saves backprops", "05_method_comparison", "infobatch (r=0.5)", "full",
-          direction="equivalent", margin=0.005, paper_number="lossless on CIFAR-10/100, ImageNet", budgets="unequal"),
+          direction="equivalent", margin=0.005, paper_number="lossless on CIFAR-10/100, ImageNet", budgets="unequal",
+          curve=("infobatch", "full"), keep_ratios=(None,)),   # None: each at its own budget (InfoBatch: r = 0.5, delta = 0.875)
     Claim("online_is_vs_uniform", "OnlineIS", "Table 1", "importance sampling with output-gradient norms beats uniform "
           "sampling at equal steps", "05_method_comparison", "online_is", "full", budgets="equal"),
     Claim("omission_ablation", "Omission", "Table 5", "each component of Omission helps: removing it lowers accuracy",

@@ -148,6 +148,16 @@ def curve_cells(profile: str, methods=None) -> list[tuple[str, float | None]]:
     return cells
 
 
+def matched_cells(share: float) -> list[tuple[str, float]]:
+    """The budget-matched controls of a run whose paper sets its own budget (InfoBatch, KAKURENBO): random pruning
+    and Reducing Epoch at its measured backprop share, rounded to 0.01 (a cell's key; the share is a mean over
+    seeds). A method that saves backprops only matters if it beats these at the same cost."""
+    r = round(float(share), 2)
+    if not 0 < r <= 1:
+        raise ValueError(f"a measured backprop share must lie in (0, 1], got {share!r}")
+    return [("random", r), ("reduce_epochs", r)]
+
+
 def curve_config(profile: str, method: str, keep_ratio: float | None, seed: int, lr: float):
     """One run of the budget curves: `fair_config` at the profile's base setting with ``curves["overrides"]``."""
     from .profiles import get

@@ -74,22 +74,39 @@ def runs(configs, jobs: int | None = None, executor: str | None = None, progress
     return out
 
 
-def curves(profile: str, methods, jobs: int | None = None):
-    """Compute the budget curves of ``methods`` (05's `grids.curve_cells` with the profile's grid and seeds), one
-    method at a time (its tuning runs, then its evaluation runs), so a long computation leaves complete methods in
-    the cache as it goes; a method joins the notebook when it is added to the profile's ``curves["methods"]``."""
+def curve_results(profile: str, methods=None, jobs: int | None = None) -> dict:
+    """05's budget curves: `tuning.tune_then_evaluate` over `grids.curve_cells` (``methods``, or the profile's
+    ``curves["methods"]``) with the profile's grid and seeds; then, for each method whose paper sets its own budget
+    (a cell with keep_ratio None: InfoBatch, KAKURENBO), its budget-matched controls (`grids.matched_cells`: random
+    pruning and Reducing Epoch at its measured backprop share over full training's), tuned the same way.
+    Returns {(method, keep_ratio): (lr, grid table, eval results)}."""
     from . import grids, tuning
     from .profiles import get
     P = get(profile)
     C = P["curves"]
+    tune = lambda cells: tuning.tune_then_evaluate(cells, lambda c, lr, s: grids.curve_config(profile, *c, s, lr),
+                                                   C["grid"], C["tuning_seeds"], P["seeds"],
+                                                   lambda cs: runs(cs, jobs=jobs), extend=C.get("extend", 0))
+    out = tune(grids.curve_cells(profile, methods))
+    own = [c for c in out if c[1] is None and c[0] != "full"]
+    if own:
+        full = out[("full", None)] if ("full", None) in out else tune([("full", None)])[("full", None)]
+        bps = lambda rs: sum(sum(x["backpropagated"] for x in r.records) for r in rs) / len(rs)
+        controls = [cell for c in own for cell in grids.matched_cells(bps(out[c][2]) / bps(full[2]))]
+        out.update(tune([c for c in dict.fromkeys(controls) if c not in out]))
+    return out
+
+
+def curves(profile: str, methods, jobs: int | None = None):
+    """Compute the budget curves of ``methods`` (`curve_results`), one method at a time (its tuning runs, then its
+    evaluation runs, then its budget-matched controls when its paper sets its own budget), so a long computation
+    leaves complete methods in the cache as it goes; a method joins the notebook when it is added to the profile's
+    ``curves["methods"]``."""
     for m in methods:
         t0 = time.time()
-        out = tuning.tune_then_evaluate(grids.curve_cells(profile, [m]),
-                                        lambda c, lr, s: grids.curve_config(profile, *c, s, lr), C["grid"],
-                                        C["tuning_seeds"], P["seeds"], lambda cs: runs(cs, jobs=jobs),
-                                        extend=C.get("extend", 0))
-        chosen = ", ".join(f"{'-' if r is None else r}: lr {lr:g}, test {sum(x.final['test_acc'] for x in rs) / len(rs):.4f}"
-                           for (_, r), (lr, _, rs) in out.items())
+        out = curve_results(profile, [m], jobs=jobs)
+        chosen = ", ".join(f"{m_} {'-' if r is None else r}: lr {lr:g}, test {sum(x.final['test_acc'] for x in rs) / len(rs):.4f}"
+                           for (m_, r), (lr, _, rs) in out.items())
         print(f"[curves] {m} ({profile}) done in {time.time() - t0:.0f} s: {chosen}", flush=True)
 
 
