@@ -318,3 +318,24 @@ def test_a_method_that_sets_its_own_budget_gets_budget_matched_controls(monkeypa
     assert grids.matched_cells(0.3049) == [("random", 0.3), ("reduce_epochs", 0.3)]
     with pytest.raises(ValueError, match="share"):
         grids.matched_cells(1.7)
+
+
+def test_matched_controls_pair_an_own_budget_method_with_random_and_reducing_epoch_at_its_share():
+    """The controls are read at the method's measured share (rounded as `grids.matched_cells` rounds it), paired by
+    seed; a method 1 point above one control and level with the other gets "held" and "not distinguishable"."""
+    import pandas as pd
+    from dynaprune import report
+    rows = []
+    for s in range(5):
+        noise = 0.001 * ((-1) ** s)
+        rows += [dict(method="infobatch", keep_ratio=None, seed=s, acc=0.92 + noise, share=0.612 + 0.001 * s),
+                 dict(method="random", keep_ratio=0.61, seed=s, acc=0.91 + 0.0005 * s, share=0.61),
+                 dict(method="reduce_epochs", keep_ratio=0.61, seed=s, acc=0.92 - noise, share=0.61),
+                 dict(method="random", keep_ratio=0.5, seed=s, acc=0.99, share=0.5),
+                 dict(method="full", keep_ratio=None, seed=s, acc=0.93, share=1.0)]
+    t = report.matched_controls(pd.DataFrame(rows)).set_index("control")
+    assert list(t.index) == ["random keep_ratio=0.61", "reduce_epochs keep_ratio=0.61"]
+    assert t.loc["random keep_ratio=0.61", "mean_diff"] == pytest.approx(0.01 + 0.0002 - 0.001)
+    assert t.loc["random keep_ratio=0.61", "verdict"] == "held"
+    assert t.loc["reduce_epochs keep_ratio=0.61", "verdict"] == "not distinguishable at this scale"
+    assert (t["seeds"] == 5).all() and (t["method"] == "infobatch").all()

@@ -37,7 +37,7 @@ PROFILES = {
         seeds=[0], ratios=[0.5], sweep_epochs=4, variance_n=300, toy_epochs=(1, 2, 3),
         selection_epochs=4, per_class=60, noise_rates=[0.4], image_size=16, image_epochs=2,
         el2n_models=2, el2n_epochs=2, fair=dict(val_size=300),
-        curves=dict(methods=["full", "reduce_epochs", "random", "omission"], ratios=[0.3, 0.5],
+        curves=dict(methods=["full", "reduce_epochs", "random", "omission", "infobatch"], ratios=[0.3, 0.5],
                     # batch 16: with drop_last, a batch of 32 of 1,200 samples loses up to 2.5% of a pruned epoch
                     grid=[0.025, 0.05, 0.1], extend=1, tuning_seeds=[100],
                     overrides=dict(eval_every=3, batch_size=16))),

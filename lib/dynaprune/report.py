@@ -167,6 +167,31 @@ def curve_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def matched_controls(runs: pd.DataFrame) -> pd.DataFrame:
+    """For each method of `curve_runs` that set its own budget (keep_ratio None, not full training): the paired
+    difference in test accuracy against its budget-matched controls (`grids.matched_cells`: random pruning and
+    Reducing Epoch at its measured share), with its 95% interval and verdict (`stats.verdict`, A > B). These are
+    the workbook's controls, not a paper's claim: a saving of backprops is only worth its machinery if it beats
+    spending the same budget at random or on fewer epochs."""
+    from .grids import matched_cells
+    from .stats import verdict
+    out = []
+    for method, d in runs[runs["keep_ratio"].isna() & (runs["method"] != "full")].groupby("method", sort=False):
+        for control, r in matched_cells(d["share"].mean()):
+            c = runs[(runs["method"] == control) & (runs["keep_ratio"] == r)]
+            if c.empty:
+                continue
+            pair = d.set_index("seed")[["acc", "share"]].join(c.set_index("seed")[["acc", "share"]], rsuffix="_c",
+                                                                 how="inner")
+            v = verdict(pair["acc"].to_numpy(), pair["acc_c"].to_numpy()).as_dict()
+            out.append(dict(method=method, control=f"{control} keep_ratio={r}", share=pair["share"].mean(),
+                            control_share=pair["share_c"].mean(), acc=pair["acc"].mean(), control_acc=pair["acc_c"].mean(),
+                            mean_diff=v["mean_diff"], verdict=v["verdict"],
+                            **{k: None if v[k] != v[k] else v[k] for k in ("ci_low", "ci_high")},   # < 3 seeds: no interval
+                            seeds=len(pair)))
+    return pd.DataFrame(out)
+
+
 def regime_note(runs: pd.DataFrame) -> str | None:
     """How the runs of one label depart from their method's paper regime (`regimes.outside`), or None."""
     import json
