@@ -253,15 +253,16 @@ def test_the_verdict_table_says_whether_a_verdict_survives_the_shared_learning_r
 
 def test_curve_time_benchmark_times_every_cell_and_reuses_full_epochs_for_reducing_epoch(tmp_path, monkeypatch):
     """The benchmark behind 05's accuracy-against-time figure: every cell of the curves, timed on steady-state
-    epochs of its real config; Reducing Epoch's epochs are full training's (its run is just shorter)."""
+    epochs of its real config; Reducing Epoch's epochs are full training's (its run is just shorter); InfoBatch,
+    whose work changes over the run, over its whole run (its controls need its cached runs: none here)."""
     from dynaprune import bench, grids
     monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path))      # nothing may be cached
-    out = bench.bench_curve_times("smoke", repeats=1, methods=["reduce_epochs", "omission"])
-    cells = grids.curve_cells("smoke", ["full", "reduce_epochs", "omission"])
-    assert set(out) == {"full" if r is None else f"{m} keep_ratio={r}" for m, r in cells}
+    out = bench.bench_curve_times("smoke", repeats=1, methods=["reduce_epochs", "omission", "infobatch"])
+    cells = grids.curve_cells("smoke", ["full", "reduce_epochs", "omission", "infobatch"])
+    assert set(out) == {m if r is None else f"{m} keep_ratio={r}" for m, r in cells}
     assert out["reduce_epochs keep_ratio=0.3"]["per_epoch"] == out["full"]["per_epoch"]
     assert out["reduce_epochs keep_ratio=0.3"]["run_length"] == pytest.approx(0.9)
-    assert out["omission keep_ratio=0.3"]["run_length"] == 3
+    assert out["omission keep_ratio=0.3"]["run_length"] == 3 == out["infobatch"]["run_length"]
     assert all(0 < d["per_epoch"][0] <= d["per_epoch"][1] <= d["per_epoch"][2] for d in out.values())
     assert not list(tmp_path.iterdir())
 

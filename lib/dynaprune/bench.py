@@ -125,35 +125,52 @@ def bench_efficiency(profile: str = "cpu", epochs: int = 5, repeats: int = 3, me
 
 def bench_curve_times(profile: str = "cpu", repeats: int = 3, methods=None, epochs: int = 2):
     """Training time per epoch of each budget-curve cell (`grids.curve_cells`; ``methods``: these instead of
-    the profile's list) on this machine, for the accuracy-against-time figure of 05. Each cell's run starts
-    with its real config (its schedule, regime and checkpoints: the run of the curves, at a fixed lr and seed)
-    and stops after ``epochs`` epochs; the first epoch is a warm-up and is not timed, the
-    others are steady-state epochs. Rounds are interleaved (every cell, then every cell again), after one untimed
-    warm-up run. Returns {cell label: dict(method, keep_ratio, run_length, per_epoch=(min, median, max) of the
-    seconds of training per epoch over the rounds)}; a run's training time is per_epoch x run_length (its
-    epochs of data), which holds for methods whose work per epoch is constant after the first epoch (Omission,
-    random and [Raju]'s pruning, full training and Reducing Epoch, whose epochs are full training's and are not
-    measured twice). Nothing is cached."""
-    from .grids import curve_cells, curve_config
+    the profile's list; the budget-matched controls of an own-budget method too, when its runs are in the cache)
+    on this machine, for the accuracy-against-time figure of 05. Each cell's run starts with its real config (its
+    schedule, regime and checkpoints: the run of the curves, at a fixed lr and seed) and stops after ``epochs``
+    epochs; the first epoch is a warm-up and is not timed, the others are steady-state epochs. A method whose
+    work changes over the run (`grids.OWN_BUDGET`: InfoBatch's pruning and annealing, [ES]'s annealing epochs,
+    KAKURENBO's hiding schedule) is timed over its whole run instead. Rounds are interleaved (every cell, then
+    every cell again), after one untimed warm-up run. Returns {cell label: dict(method, keep_ratio, run_length,
+    per_epoch=(min, median, max) of the seconds of training per epoch over the rounds)}; a run's training time
+    is per_epoch x run_length (its epochs of data). Reducing Epoch's epochs are full training's and are not
+    measured twice. Scoring before training (EL2N's score models) is not included. Nothing is cached."""
+    from . import cache
+    from .grids import OWN_BUDGET, curve_cells, curve_config
     from .profiles import get
+    from .study import curve_results
     from .train import run
     P = get(profile)
     cells = [("full", None)] + [c for c in curve_cells(profile, methods) if c != ("full", None)]
+    own = [m for m, r in cells if r is None and m != "full"]
+
+    def cached(configs):
+        out = [cache.load(c) for c in configs]
+        if any(r is None for r in out):
+            raise cache.CacheMiss("the runs of an own-budget method")
+        return out
+    try:    # the controls sit at the method's measured share: known only from its cached runs
+        cells += [c for c in curve_results(profile, own, runner=cached) if c not in cells] if own else []
+    except cache.CacheMiss:
+        print(f"no cached curve runs of {own}: their budget-matched controls are not timed")
     measured = [c for c in cells if c[0] != "reduce_epochs"]      # Reducing Epoch's epochs are full-training epochs
     configs = {c: curve_config(profile, *c, seed=P["seeds"][0], lr=P["base"]["lr"]) for c in cells}
     # the first `epochs` epochs of each run (epochs_scale cuts the run; time per epoch does not depend on the lr
-    # schedule), evaluated never
-    short = {c: cfg.replace(epochs_scale=epochs / cfg.epochs, eval_every=10 ** 6) for c, cfg in configs.items()}
+    # schedule), or the whole run when its work varies; evaluated never
+    whole = {c for c in measured if c[0] in OWN_BUDGET}
+    short = {c: cfg.replace(eval_every=10 ** 6, **({} if c in whole else dict(epochs_scale=epochs / cfg.epochs)))
+             for c, cfg in configs.items()}
     run(short[cells[0]], use_cache=False)                                 # warm-up, untimed
     times = {c: [] for c in cells}
     for _ in range(repeats):
         for c in measured:
-            times[c].append(float(np.mean([r["t_train"] for r in run(short[c], use_cache=False).records[1:]])))
+            t = [r["t_train"] for r in run(short[c], use_cache=False).records]
+            times[c].append(float(sum(t) / configs[c].run_length if c in whole else np.mean(t[1:])))
     for c in cells:
         if c[0] == "reduce_epochs":
             times[c] = times[("full", None)]
     stat = lambda v: (min(v), float(np.median(v)), max(v))
-    return {("full" if r is None else f"{m} keep_ratio={r}"): dict(method=m, keep_ratio=r, run_length=configs[(m, r)].run_length,
+    return {(m if r is None else f"{m} keep_ratio={r}"): dict(method=m, keep_ratio=r, run_length=configs[(m, r)].run_length,
                                                                     per_epoch=stat(times[(m, r)])) for m, r in cells}
 
 

@@ -74,19 +74,20 @@ def runs(configs, jobs: int | None = None, executor: str | None = None, progress
     return out
 
 
-def curve_results(profile: str, methods=None, jobs: int | None = None) -> dict:
+def curve_results(profile: str, methods=None, jobs: int | None = None, runner=None) -> dict:
     """05's budget curves: `tuning.tune_then_evaluate` over `grids.curve_cells` (``methods``, or the profile's
     ``curves["methods"]``) with the profile's grid and seeds; then, for each method whose paper sets its own budget
     (a cell with keep_ratio None: InfoBatch, KAKURENBO), its budget-matched controls (`grids.matched_cells`: random
     pruning and Reducing Epoch at its measured backprop share over full training's), tuned the same way.
-    Returns {(method, keep_ratio): (lr, grid table, eval results)}."""
+    ``runner``: instead of `runs` (e.g. one that only reads the cache). Returns {(method, keep_ratio): (lr, grid
+    table, eval results)}."""
     from . import grids, tuning
     from .profiles import get
     P = get(profile)
     C = P["curves"]
     tune = lambda cells: tuning.tune_then_evaluate(cells, lambda c, lr, s: grids.curve_config(profile, *c, s, lr),
                                                    C["grid"], C["tuning_seeds"], P["seeds"],
-                                                   lambda cs: runs(cs, jobs=jobs), extend=C.get("extend", 0))
+                                                   runner or (lambda cs: runs(cs, jobs=jobs)), extend=C.get("extend", 0))
     out = tune(grids.curve_cells(profile, methods))
     own = [c for c in out if c[1] is None and c[0] != "full"]
     if own:
