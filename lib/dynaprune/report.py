@@ -181,8 +181,7 @@ def matched_controls(runs: pd.DataFrame) -> pd.DataFrame:
             c = runs[(runs["method"] == control) & (runs["keep_ratio"] == r)]
             if c.empty:
                 continue
-            pair = d.set_index("seed")[["acc", "share"]].join(c.set_index("seed")[["acc", "share"]], rsuffix="_c",
-                                                                 how="inner")
+            pair = d[["seed", "acc", "share"]].merge(c[["seed", "acc", "share"]], on="seed", suffixes=("", "_c"))
             v = verdict(pair["acc"].to_numpy(), pair["acc_c"].to_numpy()).as_dict()
             out.append(dict(method=method, control=f"{control} keep_ratio={r}", share=pair["share"].mean(),
                             control_share=pair["share_c"].mean(), acc=pair["acc"].mean(), control_acc=pair["acc_c"].mean(),
