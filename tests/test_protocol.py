@@ -340,3 +340,14 @@ def test_matched_controls_pair_an_own_budget_method_with_random_and_reducing_epo
     assert t.loc["random keep_ratio=0.61", "verdict"] == "held"
     assert t.loc["reduce_epochs keep_ratio=0.61", "verdict"] == "not distinguishable at this scale"
     assert (t["seeds"] == 5).all() and (t["method"] == "infobatch").all()
+
+
+def test_random_dynamic_pruning_with_period_one_is_random_pruning_bit_for_bit():
+    """[Raju] Alg. 1 with T_p = 1 and random scores draws a fresh uniform subset every epoch: [Omission]'s Random.
+    The two samplers draw the same subsets from the same seed, so their runs are identical (the cpu curves confirm it
+    at every keep ratio and learning rate)."""
+    c = profiles.base_config("smoke", sampler="random", sampler_options={"keep_ratio": 0.3})
+    a = run(c, use_cache=False)
+    b = run(c.replace(sampler="random_dynamic", sampler_options={"keep_ratio": 0.3, "period": 1}), use_cache=False)
+    assert [x["train_loss"] for x in a.records] == [x["train_loss"] for x in b.records]
+    assert a.final["test_acc"] == b.final["test_acc"]
