@@ -16,6 +16,9 @@ break, checked in this order, from a small fixed vocabulary (`CAUSES`):
 - ``class cycling``: the backpropagated samples' class histogram is far from the training set's (total
   variation >= 0.3) and its leading classes change from one epoch to the next (greedy top-k by loss,
   [Raju] eq. 2-4, picks the classes the model fits worst, then the ones it just stopped fitting);
+- ``class skew``: the backpropagated samples' class histogram is as far from the training set's (total variation
+  >= 0.3) but its leading classes stay the same every epoch (a static subset: EL2N's hardest samples at
+  aggressive pruning sit in a few confusable classes, and the others are barely trained on);
 - ``divergence``: a non-finite loss with none of the above;
 - ``unexplained``: nothing recorded explains it.
 
@@ -35,7 +38,7 @@ import pandas as pd
 
 from . import cache
 
-CAUSES = ("learning-rate blow-up", "weight blow-up", "class cycling", "divergence", "unexplained")
+CAUSES = ("learning-rate blow-up", "weight blow-up", "class cycling", "class skew", "divergence", "unexplained")
 NEAR_CHANCE = 0.10      # test accuracy below chance + this is "at or near chance"
 BELOW_MATES = 0.05      # this far under the seed-mates' median is "far below its seed-mates"
 MIN_MATES = 2           # ... of at least this many: one other seed is no reference (it may swing as much itself)
@@ -169,6 +172,11 @@ def cause(diag: list[dict], train_share=None) -> tuple[str, str]:
         top = ", ".join(f"{c}: {shares[i][c]:.2f}" for c in np.argsort(-shares[i])[:3])
         return "class cycling", (f"backpropagated class shares {top} at epoch {have[i]['epoch']} (total variation "
                                  f"{tvs[i]:.2f} from the training set); leading classes change between epochs")
+    if max(tvs) >= CYCLING_TV:
+        i = int(np.argmax(tvs))
+        low = ", ".join(f"{c}: {shares[i][c]:.3f}" for c in np.argsort(shares[i])[:3])
+        return "class skew", (f"backpropagated class shares {tvs[i]:.2f} in total variation from the training set, the "
+                              f"same leading classes every epoch; least trained classes {low} (epoch {have[i]['epoch']})")
     if any(d.get("diverged") or d.get("nonfinite_step") is not None for d in diag):
         return "divergence", "a non-finite loss with learning rate, weights and classes in range"
     return "unexplained", (f"learning rate <= {ratio:.2f}x scheduled, weights <= {w['w_max']:.3g}, class "
