@@ -133,10 +133,12 @@ def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed
     return base.replace(sampler=method, sampler_options=opts, **common)
 
 
-def curve_cells(profile: str, methods=None) -> list[tuple[str, float | None]]:
+def curve_cells(profile: str, methods=None, reachable: bool = True) -> list[tuple[str, float | None]]:
     """The cells (method, keep_ratio) of the profile's budget curves (``curves`` in `profiles`): each method
     at each ratio; full training, and the methods whose paper sets their own budget, once (keep_ratio None).
-    ``methods``: these instead of the profile's list (e.g. a longer list being computed)."""
+    ``methods``: these instead of the profile's list (e.g. a longer list being computed). ``reachable``: leave
+    out the cells a method cannot run (`unreachable`: [ES]'s annealing epochs alone spend 0.1 of full training's
+    backprops, so its keep ratio must exceed that); False: every cell."""
     from .profiles import get
     C = get(profile)["curves"]
     cells = []
@@ -145,6 +147,10 @@ def curve_cells(profile: str, methods=None) -> list[tuple[str, float | None]]:
             cells.append((m, None))
         else:
             cells += [(m, float(r)) for r in C["ratios"]]
+    if reachable:
+        cfg = lambda m, r: curve_config(profile, m, r, seed=0, lr=1.0)
+        cells = [(m, r) for m, r in cells if m in ("full", "reduce_epochs")
+                 or not unreachable(m, cfg(m, r).options("sampler_options"), cfg(m, r).epochs)]
     return cells
 
 
