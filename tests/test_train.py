@@ -177,3 +177,14 @@ def test_eval_forwards_in_sub_batches_are_bit_identical(name, shape, threads):
                 assert torch.equal(_forward_eval(m, xx, c, dev), _forward(m, xx, c, dev))
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_selection_forward_that_diverges_is_recorded_as_divergence_not_a_crash():
+    """A batch-level sampler ([ES]) scores each meta-batch with a forward pass; at a learning rate far too large
+    that forward's losses turn non-finite first. The run is a result (diverged), as when the training step's do,
+    not an exception from the sampler's input check."""
+    from dynaprune import profiles
+    c = profiles.base_config("smoke", sampler="es", sampler_options={"ratio": 0.25}, lr=1e6)
+    r = run(c, use_cache=False)
+    assert any(x.get("diverged") for x in r.records)
+    assert r.records[-1].get("nonfinite_step") is not None

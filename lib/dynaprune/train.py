@@ -240,6 +240,10 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
                 rec["forwarded"] += len(idx)
             _sync(device); t2 = t(); rec["t_forward"] += t2 - t1
             l_meta = None if out is None else per_sample_loss(out, yb, c.loss)
+            if c.world_size == 1 and l_meta is not None and not bool(torch.isfinite(l_meta).all()):
+                rec["diverged"] = True              # the selection forward already diverged ([ES] at a large lr):
+                rec["nonfinite_step"] = k           # the same result as below, before a sampler refuses NaN losses
+                break
             pos, _ = sampler.select(idx, l_meta, logits=out, targets=None if out is None else yb)
             pos_d = pos.to(device)
             idx, xb, yb = idx[pos], xb[pos_d], yb[pos_d]
