@@ -55,7 +55,11 @@ def test_weight_blow_up_and_the_vocabulary():
     assert cause([dict(base, w_max=1.0)])[0] == "unexplained"
     assert cause([dict(epoch=0, diverged=True)])[0] == "divergence"
     assert set(CAUSES) == {"learning-rate blow-up", "weight blow-up", "class cycling", "class skew", "divergence",
-                           "unexplained"}
+                           "constant output", "unexplained"}
+    # a finite training loss stuck at ln 10 (uniform prediction over 10 classes) from the break on
+    stuck = [dict(base, w_max=1.0, epoch=0, train_loss=0.67), dict(base, w_max=1.0, epoch=1, train_loss=2.3413)]
+    assert cause(stuck)[0] == "constant output"
+    assert cause([dict(base, w_max=1.0, epoch=1, train_loss=1.2)])[0] == "unexplained"
 
 
 def test_a_static_subset_far_from_the_class_balance_is_named_class_skew():

@@ -20,6 +20,9 @@ break, checked in this order, from a small fixed vocabulary (`CAUSES`):
   >= 0.3) but its leading classes stay the same every epoch (a static subset: EL2N's hardest samples at
   aggressive pruning sit in a few confusable classes, and the others are barely trained on);
 - ``divergence``: a non-finite loss with none of the above;
+- ``constant output``: the training loss sits at ln C (C classes: a uniform prediction) from some epoch on, finite:
+  a step too large for the network (e.g. at the peak of the warm-up) left it predicting one distribution for every
+  input, which gives no gradient signal to recover from;
 - ``unexplained``: nothing recorded explains it.
 
 Runs cached before the engine recorded diagnostics are re-run up to their break with the diagnostics on
@@ -38,7 +41,8 @@ import pandas as pd
 
 from . import cache
 
-CAUSES = ("learning-rate blow-up", "weight blow-up", "class cycling", "class skew", "divergence", "unexplained")
+CAUSES = ("learning-rate blow-up", "weight blow-up", "class cycling", "class skew", "divergence", "constant output",
+          "unexplained")
 NEAR_CHANCE = 0.10      # test accuracy below chance + this is "at or near chance"
 BELOW_MATES = 0.05      # this far under the seed-mates' median is "far below its seed-mates"
 MIN_MATES = 2           # ... of at least this many: one other seed is no reference (it may swing as much itself)
@@ -183,6 +187,12 @@ def cause(diag: list[dict], train_share=None) -> tuple[str, str]:
                               f"same leading classes every epoch; least trained classes {low} (epoch {have[i]['epoch']})")
     if any(d.get("diverged") or d.get("nonfinite_step") is not None for d in diag):
         return "divergence", "a non-finite loss with learning rate, weights and classes in range"
+    chance = np.log(len(shares[0]))
+    dead = [d for d in have if abs(d.get("train_loss", np.nan) - chance) <= 0.02 * chance]
+    if dead and dead[-1] is have[-1]:
+        return "constant output", (f"training loss {dead[0]['train_loss']:.4f} at ln {len(shares[0])} = {chance:.4f} (a uniform "
+                                   f"prediction) from epoch {dead[0]['epoch']}, finite, at learning rate up to "
+                                   f"{dead[0]['lr_max']:.3g}")
     return "unexplained", (f"learning rate <= {ratio:.2f}x scheduled, weights <= {w['w_max']:.3g}, class "
                            f"shares within {max(tvs):.2f} of the training set")
 
