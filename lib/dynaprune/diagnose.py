@@ -175,13 +175,12 @@ def cause(diag: list[dict], train_share=None) -> tuple[str, str]:
     lead = [set(np.argsort(-s)[:3].tolist()) for s in shares]
     changes = any(a != b and 0.5 * np.abs(s - t).sum() >= CYCLING_STEP
                   for a, b, s, t in zip(lead, lead[1:], shares, shares[1:]))
-    if max(tvs) >= CYCLING_TV and (changes or len(shares) == 1):
-        i = int(np.argmax(tvs))
-        top = ", ".join(f"{c}: {shares[i][c]:.2f}" for c in np.argsort(-shares[i])[:3])
-        return "class cycling", (f"backpropagated class shares {top} at epoch {have[i]['epoch']} (total variation "
-                                 f"{tvs[i]:.2f} from the training set); leading classes change between epochs")
     if max(tvs) >= CYCLING_TV:
         i = int(np.argmax(tvs))
+        if changes or len(shares) == 1:
+            top = ", ".join(f"{c}: {shares[i][c]:.2f}" for c in np.argsort(-shares[i])[:3])
+            return "class cycling", (f"backpropagated class shares {top} at epoch {have[i]['epoch']} (total variation "
+                                     f"{tvs[i]:.2f} from the training set); leading classes change between epochs")
         low = ", ".join(f"{c}: {shares[i][c]:.3f}" for c in np.argsort(shares[i])[:3])
         return "class skew", (f"backpropagated class shares {tvs[i]:.2f} in total variation from the training set, the "
                               f"same leading classes every epoch; least trained classes {low} (epoch {have[i]['epoch']})")

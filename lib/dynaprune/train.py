@@ -185,6 +185,15 @@ def _batches(sampler, x, y, B, device):
 
 # ----------------------------------------------------------------------------- the loop
 
+def _diverged(rec: dict, losses, k: int, c) -> bool:
+    """Whether ``losses`` (of step ``k``) are non-finite; if so, record it: a diverged run is a result to report,
+    not a crash. DDP ranks decide together at the epoch's end (`run`), or one rank would hang."""
+    if c.world_size != 1 or bool(torch.isfinite(losses).all()):
+        return False
+    rec["diverged"], rec["nonfinite_step"] = True, k
+    return True
+
+
 def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fraction=1.0):
     """One epoch for any sampler level (``fraction`` < 1: only that share of its steps, the partial
     last epoch of Reducing Epoch). Fills `rec` (times, counts, losses) and the diagnostics that explain
@@ -240,10 +249,8 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
                 rec["forwarded"] += len(idx)
             _sync(device); t2 = t(); rec["t_forward"] += t2 - t1
             l_meta = None if out is None else per_sample_loss(out, yb, c.loss)
-            if c.world_size == 1 and l_meta is not None and not bool(torch.isfinite(l_meta).all()):
-                rec["diverged"] = True              # the selection forward already diverged ([ES] at a large lr):
-                rec["nonfinite_step"] = k           # the same result as below, before a sampler refuses NaN losses
-                break
+            if l_meta is not None and _diverged(rec, l_meta, k, c):   # the selection forward already diverged
+                break                                                  # ([ES] at a large lr): before select refuses it
             pos, _ = sampler.select(idx, l_meta, logits=out, targets=None if out is None else yb)
             pos_d = pos.to(device)
             idx, xb, yb = idx[pos], xb[pos_d], yb[pos_d]
@@ -256,9 +263,7 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
         out = _forward(model, xb, c, device)
         losses = per_sample_loss(out, yb, c.loss)
         _sync(device); t2 = t(); rec["t_forward"] += t2 - t1
-        if c.world_size == 1 and not bool(torch.isfinite(losses.detach()).all()):   # diverged (e.g. large 1/(1-r)
-            rec["diverged"] = True                  # weights): a result to report, not a crash; DDP ranks decide
-            rec["nonfinite_step"] = k               # together at the epoch's end (`run`), or one rank would hang
+        if _diverged(rec, losses.detach(), k, c):   # e.g. large 1/(1-r) weights
             break
         loss = sampler.reweight(idx, losses, logits=out.detach(), targets=yb)
         w = getattr(sampler, "last_weights", None)
