@@ -325,11 +325,12 @@ def test_a_method_that_sets_its_own_budget_gets_budget_matched_controls(monkeypa
     and random pruning and Reducing Epoch are tuned and evaluated at that share (rounded to 0.01), the controls a
     saving must beat. A share outside (0, 1] is refused."""
     from dynaprune import grids, study
+    from dynaprune.cache import RunResult
     seen = []
 
-    def runs(configs, jobs=None):
+    def runs(configs, jobs=None, cache_only=False):
         seen.extend(configs)
-        return [SimpleNamespace(config=c, records=[dict(epoch=0, val_acc=0.9 - abs(c.lr - 0.05), test_acc=0.8,
+        return [RunResult(config=c, records=[dict(epoch=0, val_acc=0.9 - abs(c.lr - 0.05), test_acc=0.8,
                                                         backpropagated=({"full": 1000, "infobatch": 613}.get(c.sampler, 500)
                                                                         if c.epochs_scale == 1 else 1000 * c.epochs_scale))])
                 for c in configs]

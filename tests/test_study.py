@@ -16,6 +16,20 @@ def test_local_processes_and_cache(tmp_path, monkeypatch):
     assert res[0].records != res[1].records  # different seeds, different runs
 
 
+def test_a_cache_only_caller_reads_what_is_there_and_trains_nothing(tmp_path, monkeypatch):
+    """``runs(cache_only=True)`` (the benchmark's view of the cache) returns cached runs and refuses a missing one
+    with `cache.CacheMiss` before anything is trained or written; ``backprops`` is the records' sum."""
+    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path))
+    have, lack = RunConfig(**TINY, seed=0), RunConfig(**TINY, seed=1)
+    (r,) = study.runs([have])
+    assert study.runs([have], cache_only=True)[0].records == r.records
+    assert r.backprops == sum(x["backpropagated"] for x in r.records) > 0
+    files = sorted(tmp_path.rglob("*"))
+    with pytest.raises(cache.CacheMiss, match="1 of the 2 runs"):
+        study.runs([have, lack], cache_only=True)
+    assert sorted(tmp_path.rglob("*")) == files and cache.load(lack, tmp_path) is None
+
+
 def test_submitit_local_executor(tmp_path, monkeypatch):
     monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("DYNAPRUNE_SUBMITIT_FOLDER", str(tmp_path / "submitit"))

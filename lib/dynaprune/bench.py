@@ -112,7 +112,7 @@ def bench_efficiency(profile: str = "cpu", epochs: int = 5, repeats: int = 3, me
         res = {m: run(base.replace(sampler=m, sampler_options=methods.get(m, {}), seed=r), use_cache=False)
                for m in ["full", *methods]}
         secs = {m: sum(x["t_train"] for x in x_.records) for m, x_ in res.items()}
-        bps = {m: sum(x["backpropagated"] for x in x_.records) for m, x_ in res.items()}
+        bps = {m: x_.backprops for m, x_ in res.items()}
         for m in methods:
             share, saved = bps[m] / bps["full"], 1 - secs[m] / secs["full"]
             out[m]["share"].append(share)
@@ -143,14 +143,8 @@ def bench_curve_times(profile: str = "cpu", repeats: int = 3, methods=None, epoc
     P = get(profile)
     cells = [("full", None)] + [c for c in curve_cells(profile, methods) if c != ("full", None)]
     own = [m for m, r in cells if r is None and m != "full"]
-
-    def cached(configs):
-        out = [cache.load(c) for c in configs]
-        if any(r is None for r in out):
-            raise cache.CacheMiss("the runs of an own-budget method")
-        return out
     try:    # the controls sit at the method's measured share: known only from its cached runs
-        cells += [c for c in curve_results(profile, own, runner=cached) if c not in cells] if own else []
+        cells += [c for c in curve_results(profile, own, cache_only=True) if c not in cells] if own else []
     except cache.CacheMiss:
         print(f"no cached curve runs of {own}: their budget-matched controls are not timed")
     measured = [c for c in cells if c[0] != "reduce_epochs"]      # Reducing Epoch's epochs are full-training epochs

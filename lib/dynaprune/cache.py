@@ -43,6 +43,11 @@ class RunResult:
     def final(self) -> dict:
         return self.records[-1]
 
+    @property
+    def backprops(self) -> int:
+        """Samples backpropagated over the run (the cost every budget in the study is measured in)."""
+        return sum(x["backpropagated"] for x in self.records)
+
 
 class CacheMiss(RuntimeError):
     """A result that is not in the cache while computing is forbidden (``DYNAPRUNE_CACHE_ONLY=1``)."""
@@ -53,8 +58,11 @@ def cache_only() -> bool:
     return os.environ.get("DYNAPRUNE_CACHE_ONLY", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def refuse_miss(what: str):
-    """Raise `CacheMiss` for ``what`` when computing is forbidden; do nothing otherwise."""
+def refuse_miss(what: str, force: bool = False):
+    """Raise `CacheMiss` for ``what`` when computing is forbidden (``DYNAPRUNE_CACHE_ONLY``, or ``force``: a
+    caller that only reads the cache); do nothing otherwise."""
+    if force:
+        raise CacheMiss(f"the results cache ({_root(None)}) lacks {what}, and this caller only reads the cache")
     if cache_only():
         raise CacheMiss(f"DYNAPRUNE_CACHE_ONLY is set and the results cache ({_root(None)}) lacks {what}. "
                         "Compute it (unset DYNAPRUNE_CACHE_ONLY and run `make study`) and commit data/results/.")

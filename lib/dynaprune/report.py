@@ -144,7 +144,7 @@ def curve_runs(curve: dict) -> pd.DataFrame:
                              method=method, keep_ratio=ratio, lr=lr, lr_at_grid_edge=edge, seed=c.seed,
                              acc=res.final["test_acc"], val_acc=res.final.get("val_acc"),
                              loss=res.final.get("train_eval_loss"),
-                             backprops=sum(x["backpropagated"] for x in res.records),
+                             backprops=res.backprops,
                              diverged=any(x.get("diverged") for x in res.records),
                              sampler=c.sampler, sampler_options=c.options("sampler_options"), epochs=c.epochs))
     runs = pd.DataFrame(rows)

@@ -39,16 +39,19 @@ def _run_one(config: RunConfig, threads: int | None = None):
     return cache.key(config)
 
 
-def runs(configs, jobs: int | None = None, executor: str | None = None, progress: bool = False):
-    """RunResults for ``configs`` (cache first; the missing ones trained by the executor)."""
+def runs(configs, jobs: int | None = None, executor: str | None = None, progress: bool = False,
+         cache_only: bool = False):
+    """RunResults for ``configs`` (cache first; the missing ones trained by the executor). ``cache_only``: refuse
+    (`cache.CacheMiss`) instead of training, as ``DYNAPRUNE_CACHE_ONLY=1`` does for every caller."""
     configs = list(configs)
     jobs = int(jobs or os.environ.get("DYNAPRUNE_JOBS", 1))
     executor = executor or os.environ.get("DYNAPRUNE_EXECUTOR", "local")
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
     todo = [c for c in dict.fromkeys(configs) if cache.load(c) is None]
-    if todo and cache.cache_only():
-        cache.refuse_miss(f"{len(todo)} of the {len(configs)} runs asked for, e.g. {cache.key(todo[0])}: {todo[0]}")
+    if todo:
+        cache.refuse_miss(f"{len(todo)} of the {len(configs)} runs asked for, e.g. {cache.key(todo[0])}: {todo[0]}",
+                          force=cache_only)
     if todo:
         if executor == "submitit":
             import submitit
@@ -74,26 +77,27 @@ def runs(configs, jobs: int | None = None, executor: str | None = None, progress
     return out
 
 
-def curve_results(profile: str, methods=None, jobs: int | None = None, runner=None) -> dict:
+def curve_results(profile: str, methods=None, jobs: int | None = None, cache_only: bool = False) -> dict:
     """05's budget curves: `tuning.tune_then_evaluate` over `grids.curve_cells` (``methods``, or the profile's
     ``curves["methods"]``) with the profile's grid and seeds; then, for each method whose paper sets its own budget
     (a cell with keep_ratio None: InfoBatch, KAKURENBO), its budget-matched controls (`grids.matched_cells`: random
-    pruning and Reducing Epoch at its measured backprop share over full training's), tuned the same way.
-    ``runner``: instead of `runs` (e.g. one that only reads the cache). Returns {(method, keep_ratio): (lr, grid
-    table, eval results)}."""
-    from . import grids, tuning
+    pruning and Reducing Epoch at its measured backprop share over full training's, `report.curve_runs`'s share),
+    tuned the same way. ``cache_only``: read the cache, train nothing (`runs`). Returns {(method, keep_ratio): (lr,
+    grid table, eval results)}."""
+    from . import grids, report, tuning
     from .profiles import get
     P = get(profile)
     C = P["curves"]
     tune = lambda cells: tuning.tune_then_evaluate(cells, lambda c, lr, s: grids.curve_config(profile, *c, s, lr),
                                                    C["grid"], C["tuning_seeds"], P["seeds"],
-                                                   runner or (lambda cs: runs(cs, jobs=jobs)), extend=C.get("extend", 0))
+                                                   lambda cs: runs(cs, jobs=jobs, cache_only=cache_only),
+                                                   extend=C.get("extend", 0))
     out = tune(grids.curve_cells(profile, methods))
     own = [c for c in out if c[1] is None and c[0] != "full"]
     if own:
         full = out[("full", None)] if ("full", None) in out else tune([("full", None)])[("full", None)]
-        bps = lambda rs: sum(sum(x["backpropagated"] for x in r.records) for r in rs) / len(rs)
-        controls = [cell for c in own for cell in grids.matched_cells(bps(out[c][2]) / bps(full[2]))]
+        share = report.curve_runs({**{c: out[c] for c in own}, ("full", None): full}).groupby("method")["share"].mean()
+        controls = [cell for m, _ in own for cell in grids.matched_cells(share[m])]
         out.update(tune([c for c in dict.fromkeys(controls) if c not in out]))
     return out
 

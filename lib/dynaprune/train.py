@@ -522,7 +522,7 @@ def main(argv=None) -> int:
         if int(os.environ.get("RANK", 0)) == 0:
             print(json.dumps(dict(key=_cache.key(config), world_size=world, epochs_done=len(r.records),
                                   test_acc=r.records[-1].get("test_acc"), from_cache=r.from_cache,
-                                  backpropagated=sum(x["backpropagated"] for x in r.records))))
+                                  backpropagated=r.backprops)))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
