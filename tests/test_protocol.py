@@ -203,6 +203,70 @@ def test_fair_protocol_end_to_end_on_smoke_and_quick():
     assert table.loc[table["chosen"], "val_acc mean"].item() == table["val_acc mean"].max()
 
 
+def test_a_side_study_run_is_the_fair_protocols_with_its_variant_on_top_and_the_earlier_one_until_recomputed():
+    """`grids.side_config`: under the fair protocol the side setting with the validation split, the recipe and the
+    paper regime, the given options winning (an ablation's), a keep_ratio forced on an own-budget method labelled, a
+    T_p other than the regime's replacing its sub-epoch checkpoints; a notebook the profile lists in ``side_earlier``
+    gets the earlier protocol's run (the options as given, no warm-up, no validation split)."""
+    from dynaprune import grids
+    c = grids.side_config("smoke", "06", "ucb", {"keep_ratio": 0.3, "c": 4.0}, seed=2, lr=0.1)
+    o = c.options("sampler_options")
+    assert (c.val_size, c.drop_last, c.seed, c.lr) == (profiles.get("smoke")["fair"]["val_size"], True, 2, 0.1)
+    assert c.warmup_epochs == pytest.approx(0.1 * c.epochs) and o["c"] == 4.0 and o["keep_ratio"] == 0.3
+    assert regimes.outside("ucb", o, c.epochs) is None                      # 20 checkpoints: sub-epoch ones
+    t_p = grids.side_config("smoke", "06", "ucb", {"keep_ratio": 0.3, "period": 2}).options("sampler_options")
+    assert "checkpoints_per_epoch" not in t_p and "outside [Raju]'s regime" in regimes.outside("ucb", t_p, c.epochs)
+    assert grids.side_config("smoke", "07", "infobatch").options("sampler_options") == {"r": 0.5, "delta": 0.875}
+    forced = grids.side_config("smoke", "07", "infobatch", {"keep_ratio": 0.3}).options("sampler_options")
+    assert forced == {"keep_ratio": 0.3}
+    assert grids.side_config("smoke", "04", "random", {"keep_ratio": 0.3}, val_size=0).val_size == 0
+    # cpu's side studies are listed as not recomputed yet: their runs keep the earlier protocol's keys
+    assert grids.side_protocol("cpu", "04") == "earlier" and grids.side_protocol("smoke", "04") == "fair"
+    old = grids.side_config("cpu", "04", "ucb", {"keep_ratio": 0.3, "period": 1}, seed=1, epochs=7)
+    assert old == profiles.side_config("cpu", epochs=7).replace(sampler="ucb", sampler_options={"keep_ratio": 0.3, "period": 1},
+                                                                 seed=1)
+
+
+def test_side_learning_rates_are_chosen_on_validation_at_the_plain_side_setting(monkeypatch):
+    """`study.side_lrs` tunes each method at its given variant on the plain side setting (no notebook's overrides, so
+    notebooks share the runs), over the grid and tuning seeds, with no evaluation runs; the choice is the best mean
+    validation accuracy. Under the earlier protocol it trains nothing and returns the base's rate."""
+    from dynaprune import grids, study
+    from dynaprune.cache import RunResult
+    seen = []
+
+    def runs(configs, jobs=None, cache_only=False):
+        seen.extend(configs)
+        return [RunResult(config=c, records=[dict(epoch=0, val_acc=0.9 - abs(c.lr - (0.1 if c.sampler == "ucb" else 0.05)),
+                                                  test_acc=0.0, backpropagated=1)]) for c in configs]
+    monkeypatch.setattr(study, "runs", runs)
+    T = profiles.get("smoke")["curves"]
+    out = study.side_lrs("smoke", "06", {"ucb": {"keep_ratio": 0.3}, "full": {}})
+    assert {m: lr for m, (lr, _) in out.items()} == {"ucb": 0.1, "full": 0.05}
+    assert {c.seed for c in seen} == set(T["tuning_seeds"]) and {c.lr for c in seen if c.sampler == "full"} == set(T["grid"])
+    assert {c.lr for c in seen if c.sampler == "ucb"} == {*T["grid"], 0.2}      # chosen at the edge: the grid grew a step
+    assert all(c == grids.side_config("smoke", "06", c.sampler, {"keep_ratio": 0.3} if c.sampler == "ucb" else {},
+                                      c.seed, c.lr) for c in seen)
+    seen.clear()
+    assert study.side_lrs("cpu", "06", {"ucb": {}}) == {"ucb": (profiles.get("cpu")["base"]["lr"], None)} and not seen
+
+
+def test_train_indices_are_the_samples_a_run_trains_on():
+    """Position i of a run's per-sample arrays is dataset sample ``train_indices(c)[i]``: the validation split is held
+    out first, then the first ``train_subset`` of what is left (as `setup` builds the training set)."""
+    from dynaprune import grids
+    from dynaprune.data import load_dataset
+    from dynaprune.train import train_indices
+    c = grids.fair_config("smoke", "full", train_subset=700)
+    ds = load_dataset(c.dataset, **c.options("dataset_options"))
+    idx = train_indices(c)
+    _, data, _, _, _ = setup(c)
+    assert len(idx) == 700 and torch.equal(data["x"].cpu(), ds.x_train[idx])
+    assert not set(idx.tolist()) & set(validation_split(ds.y_train, c.val_size)[1].tolist())
+    plain = c.replace(val_size=0, train_subset=None)
+    assert torch.equal(train_indices(plain), torch.arange(ds.n))
+
+
 def test_a_verdict_on_runs_outside_their_regime_says_so():
     """A keep_ratio forced on InfoBatch stays possible, and the verdict (and the README's table) labels it."""
     import json

@@ -112,15 +112,17 @@ def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed
     models in channels_last memory format (faster on the CPU; a no-op for MLPs), and ``method`` in its
     paper's regime (`regimes.regime`). ``keep_ratio`` sets the budget of methods that take one; given to a
     method whose paper sets its own budget (`OWN_BUDGET`), it replaces the regime's budget and
-    `regimes.outside` labels the run. ``method="reduce_epochs"``: full data for keep_ratio of the epochs."""
+    `regimes.outside` labels the run. ``method="reduce_epochs"``: full data for keep_ratio of the epochs. A
+    ``val_size`` among ``overrides`` replaces the profile's (e.g. 0 for a set too small to split, whose runs take the
+    rate tuned elsewhere)."""
     from . import regimes
     from .profiles import base_config, get
     P = get(profile)
     base = base_config(profile, **overrides)
     E = base.epochs
     # channels_last: the small CNN's training epoch in 0.73x the time on this CPU (interleaved runs; docs/speed.md)
-    common = dict(seed=seed, lr=base.lr if lr is None else float(lr), val_size=P["fair"]["val_size"],
-                  channels_last=True, **regimes.recipe(E))
+    common = dict(seed=seed, lr=base.lr if lr is None else float(lr), channels_last=True,
+                  val_size=overrides.get("val_size", P["fair"]["val_size"]), **regimes.recipe(E))
     if method == "reduce_epochs":
         if keep_ratio is None:
             raise ValueError("reduce_epochs needs keep_ratio (the share of the epochs it trains)")
@@ -131,6 +133,38 @@ def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed
     if keep_ratio is None or method not in OWN_BUDGET:
         opts.update(regimes.regime(method, E))
     return base.replace(sampler=method, sampler_options=opts, **common)
+
+
+def side_config(profile: str, notebook: str, method: str = "full", options: dict | None = None, seed: int = 0,
+                lr: float | None = None, **overrides):
+    """One run of side study ``notebook`` ("04", "06", "07", "08"): ``method`` with sampler ``options`` at the side
+    setting (`profiles.side_config`: the base, the profile's ``side`` overrides, then ``overrides``), on ``seed``, at
+    ``lr`` (the method's rate from `study.side_lrs`; None: the base's).
+
+    Under the fair protocol (`side_protocol`) the run is `fair_config`'s: the validation split, the shared recipe, the
+    method's paper regime filled in under ``options`` (a given option wins, e.g. an ablation's; a ``keep_ratio`` given
+    to a method whose paper sets its own budget replaces the regime's budget and is labelled by `regimes.outside`; a
+    ``period`` other than the regime's replaces its checkpoint schedule). Under the earlier protocol it is the run
+    before it: the options as given, the base's schedule, no warm-up, no validation split."""
+    from .profiles import get
+    from .profiles import side_config as side_base
+    P = get(profile)
+    options = dict(options or {})
+    if side_protocol(profile, notebook) == "earlier":
+        return side_base(profile, **overrides).replace(sampler=method, sampler_options=options, seed=seed,
+                                                       **({} if lr is None else {"lr": float(lr)}))
+    c = fair_config(profile, method, keep_ratio=options.get("keep_ratio"), seed=seed, lr=lr, **{**P["side"], **overrides})
+    filled = c.options("sampler_options")
+    if "period" in options and int(options["period"]) != int(filled.get("period", options["period"])):
+        filled.pop("checkpoints_per_epoch", None)   # [Raju]'s sub-epoch checkpoints need period 1: a given T_p replaces them
+    return c.replace(sampler_options={**filled, **options})
+
+
+def side_protocol(profile: str, notebook: str) -> str:
+    """"fair" (`side_config`), or "earlier" for a notebook the profile lists in ``side_earlier`` (its side runs not
+    recomputed under the fair protocol yet)."""
+    from .profiles import get
+    return "earlier" if str(notebook)[:2] in get(profile).get("side_earlier", ()) else "fair"
 
 
 def curve_cells(profile: str, methods=None, reachable: bool = True) -> list[tuple[str, float | None]]:

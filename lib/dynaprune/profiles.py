@@ -9,8 +9,11 @@
   ablations, label noise, online pruning) on the ``side`` setting, 3 seeds of a 20k subset for 10 epochs.
 - gpu: [Omission] §5's setting: CIFAR-10 ResNet-18, 200 epochs, batch 128, SGD momentum 0.9,
   cosine from 0.1 with 10% warm-up, wd 5e-4, drop_last, augmentation, four seeds (needs CUDA and the data).
-Side studies: notebooks 04, 06, 07 and 08 build their runs from `side_config` (the base plus the
-profile's ``side`` overrides) on ``side_seeds``; for smoke, quick and gpu these equal the base and seeds.
+Side studies: notebooks 04, 06, 07 and 08 build their runs with `grids.side_config` on the side setting
+(`side_config`: the base plus the profile's ``side`` overrides) on ``side_seeds``; for smoke, quick and gpu these
+equal the base and seeds. They run the fair protocol (validation split, shared recipe, paper regimes, each method's
+learning rate chosen on validation by `study.side_lrs` with ``side_tuning``'s grid, default ``curves``'), except the
+notebooks listed in ``side_earlier``, still on the protocol before it (`grids.side_protocol`).
 EL2N's scoring ([Raju] §4: 10 models x 20 epochs) is scaled per profile (el2n_models, el2n_epochs).
 ``fair``: the fair protocol's settings (`grids.fair_config`): ``val_size``, the class-stratified validation
 split held out of training, on which each method's learning rate is chosen (`tuning.choose_lr`).
@@ -62,6 +65,9 @@ PROFILES = {
         seeds=[0, 1, 2, 3, 4], ratios=[0.5],
         # side studies: a 20k subset, 10 epochs, evaluated at epochs 5 and 10 (a sixth of a headline run's training)
         side=dict(train_subset=20_000, epochs=10, eval_every=5), side_seeds=[0, 1, 2],
+        # side studies whose committed runs are still the earlier protocol's (shared lr, no warm-up, no validation
+        # split); a notebook leaves the list when its runs are recomputed (`grids.side_config`, `study.side_lrs`)
+        side_earlier=("04", "06", "07", "08"),
         headline=["full", "random", "random_dynamic", "omission", "infobatch", "es", "ucb", "online_is",
                   "kakurenbo", "reduce_epochs"],
         sweep_epochs=10, variance_n=5000, toy_epochs=(1, 20, 100),
