@@ -43,26 +43,21 @@ def provenance(df: pd.DataFrame) -> str:
 
 
 def final_table(df: pd.DataFrame, by=("sampler", "label")) -> pd.DataFrame:
-    """Per method: final test accuracy (mean, min, max over seeds), wall-clock including scoring cost,
-    backprops, and speed-up efficiency = time saved / ideal time saved (ideal: backprops saved)."""
+    """Per method: final test accuracy (mean, min, max over seeds), the target and measured backprop share (backprops
+    over full training's) and forwards. No time: the study's runs share the machine with each other, so their wall
+    clocks say nothing of a method's speed; time comes from the interleaved benchmark (`dynaprune.bench`)."""
     last = df.sort_values("epoch").groupby("key").tail(1).copy()
     tot = df.groupby("key").agg(backprops=("backpropagated", "sum"), forwards=("forwarded", "sum"))
     last = last.join(tot, on="key")
-    last["wall_total"] = last["wall"] + last["t_static_scoring"]
     last["target_share"] = [target_share(r) for r in last.to_dict("records")]
     by = [b for b in by if b in last.columns]
     g = last.groupby(list(by))
     out = g.agg(acc=("test_acc", "mean"), acc_min=("test_acc", "min"), acc_max=("test_acc", "max"),
-                target_share=("target_share", "first"),
-                wall=("wall_total", "mean"), backprops=("backprops", "mean"), forwards=("forwards", "mean"),
+                target_share=("target_share", "first"), backprops=("backprops", "mean"), forwards=("forwards", "mean"),
                 seeds=("seed", "nunique"))
     full = out.xs("full", level="sampler") if "full" in out.index.get_level_values("sampler") else None
     if full is not None and len(full):
-        f = full.iloc[0]
-        out["backprop_saved"] = 1 - out["backprops"] / f["backprops"]
-        out["time_saved"] = 1 - out["wall"] / f["wall"]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out["efficiency"] = np.where(out["backprop_saved"] > 0.01, out["time_saved"] / out["backprop_saved"], np.nan)
+        out["backprop_saved"] = 1 - out["backprops"] / full.iloc[0]["backprops"]
     return out.reset_index()
 
 
