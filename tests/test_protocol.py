@@ -319,9 +319,11 @@ def test_curve_cells_put_full_training_once_and_every_budgeted_method_at_every_r
     c = grids.curve_config("cpu", "reduce_epochs", 0.2, seed=3, lr=0.1)
     assert (c.epochs_scale, c.lr, c.seed, c.val_size, c.warmup_epochs, c.drop_last) == (0.2, 0.1, 3, 5000, 2.0, True)
     assert c.eval_every == c.epochs        # one evaluation, at the end
-    # [ES] anneals with full data for 1 epoch at each end of 20: 0.1 of the backprops before any selection
+    # [ES] sets its own budget (b / B = 25%): one cell in its regime, and the ratios its b / B can reach, outside it;
+    # it anneals with full data for 1 epoch at each end of 20: 0.1 of the backprops before any selection
     es = grids.curve_cells("cpu", ["es"])
-    assert 0.1 not in [r for _, r in es] and [r for _, r in es] == [r for r in C["ratios"] if r > 0.1]
+    assert es[0] == ("es", None) and [r for _, r in es[1:]] == [r for r in C["ratios"] if r > 0.1]
+    assert regimes.outside("es", grids.curve_config("cpu", *es[0], seed=0, lr=0.1).options("sampler_options"), 20) is None
     assert ("es", 0.1) in grids.curve_cells("cpu", ["es"], reachable=False)
 
 

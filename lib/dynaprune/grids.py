@@ -169,7 +169,8 @@ def side_protocol(profile: str, notebook: str) -> str:
 
 def curve_cells(profile: str, methods=None, reachable: bool = True) -> list[tuple[str, float | None]]:
     """The cells (method, keep_ratio) of the profile's budget curves (``curves`` in `profiles`): each method
-    at each ratio; full training, and the methods whose paper sets their own budget, once (keep_ratio None).
+    at each ratio; full training, and the methods whose paper sets their own budget (`OWN_BUDGET`), once at it
+    (keep_ratio None); of these, [ES] and ESWP (whose b / B is a budget knob) also at each ratio, outside their regime.
     ``methods``: these instead of the profile's list (e.g. a longer list being computed). ``reachable``: leave
     out the cells a method cannot run (`unreachable`: [ES]'s annealing epochs alone spend 0.1 of full training's
     backprops, so its keep ratio must exceed that); False: every cell."""
@@ -177,9 +178,9 @@ def curve_cells(profile: str, methods=None, reachable: bool = True) -> list[tupl
     C = get(profile)["curves"]
     cells = []
     for m in (methods or C["methods"]):
-        if m == "full" or m in ("infobatch", "kakurenbo", "online_is"):
+        if m == "full" or m in OWN_BUDGET:
             cells.append((m, None))
-        else:
+        if m not in ("full", "infobatch", "kakurenbo", "online_is"):
             cells += [(m, float(r)) for r in C["ratios"]]
     if reachable:
         cfg = lambda m, r: curve_config(profile, m, r, seed=0, lr=1.0)
