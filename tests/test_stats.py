@@ -1,4 +1,5 @@
 """The verdict function and the claims table: properties, not examples."""
+import json
 import re
 from pathlib import Path
 
@@ -62,3 +63,9 @@ def test_readme_verdict_table_is_generated():
     m = re.search(r"<!-- verdicts:start -->\n(.*?)\n<!-- verdicts:end -->", text, re.S)
     assert m, "README lacks the generated verdict table markers"
     assert m.group(1).strip() == report.verdict_table(ROOT / "figures").strip()
+    # and its budget-curve table is notebook 05's numbers, every cell of the curves in it
+    m = re.search(r"<!-- curves:start -->\n(.*?)\n<!-- curves:end -->", text, re.S)
+    assert m, "README lacks the generated budget-curve table markers"
+    assert m.group(1).strip() == report.curve_markdown(ROOT / "figures").strip()
+    cells = json.loads((ROOT / "figures" / "05_budget_curves_numbers.json").read_text())["numbers"]["cells"]
+    assert all(f"{100 * c['acc']:.2f} [{100 * c['ci_low']:.2f}, {100 * c['ci_high']:.2f}]" in m.group(1) for c in cells.values())
