@@ -227,6 +227,22 @@ def test_a_side_study_run_is_the_fair_protocols_with_its_variant_on_top_and_the_
                                                                  seed=1)
 
 
+def test_05s_wide_set_moves_to_the_fair_protocol_when_the_profile_says_so(monkeypatch):
+    """Notebook 05's wide set (every method at the side setting) is built by `grids.side_config` for "05": the earlier
+    protocol's runs while cpu lists 05 in ``side_earlier``, the fair protocol's at each sampler's chosen rate after."""
+    from dynaprune import grids
+    earlier = grids.comparison_sets("cpu")["wide"]
+    assert all(c.val_size == 0 and c.warmup_epochs == 0 for c in earlier)
+    cells = grids.tuning_cells(earlier)
+    assert len(cells) == len({c.sampler for c in earlier}) and cells["infobatch"] == {}
+    monkeypatch.setitem(profiles.PROFILES["cpu"], "side_earlier", ())
+    fair = grids.comparison_sets("cpu", {"omission": 0.1})["wide"]
+    assert [(c.sampler, c.seed, c.epochs_scale) for c in fair] == [(c.sampler, c.seed, c.epochs_scale) for c in earlier]
+    assert all(c.val_size == 5000 and c.drop_last and c.warmup_epochs == 1.0 for c in fair)
+    assert {c.lr for c in fair if c.sampler == "omission"} == {0.1} and {c.lr for c in fair if c.sampler == "full"} == {0.05}
+    assert next(c for c in fair if c.sampler == "infobatch").options("sampler_options") == {"r": 0.5, "delta": 0.875}
+
+
 def test_side_learning_rates_are_chosen_on_validation_at_the_plain_side_setting(monkeypatch):
     """`study.side_lrs` tunes each method at its given variant on the plain side setting (no notebook's overrides, so
     notebooks share the runs), over the grid and tuning seeds, with no evaluation runs; the choice is the best mean

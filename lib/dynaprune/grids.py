@@ -83,22 +83,38 @@ def equal_seen_configs(base, r, seeds, methods=("ucb", "el2n"), profile=None):
             for s in seeds for m in methods]
 
 
-def comparison_sets(profile: str) -> dict:
+def comparison_sets(profile: str, lrs: dict | None = None) -> dict:
     """The run sets of notebook 05: ``main``, every method at the profile's base setting on its seeds;
     for a profile with a ``headline`` list (cpu), ``main`` holds only those methods and ``wide`` holds
-    every method at the side setting (`profiles.side_config`) on the side seeds. ``seen``: UCB and EL2N
-    at the smallest ratio under [Raju] Fig. 5's equal-samples-seen protocol, in the wide set's setting."""
-    from .profiles import base_config, get, side_config
+    every method at the side setting on the side seeds, built by `side_config` (notebook "05": the fair protocol
+    unless the profile lists 05 in ``side_earlier``) at each sampler's rate in ``lrs`` (`study.side_lrs` of
+    `tuning_cells` of the wide set; missing: the base's). ``seen``: UCB and EL2N at the smallest ratio under [Raju]
+    Fig. 5's equal-samples-seen protocol, in the wide set's setting."""
+    from .profiles import base_config, get
+    from .profiles import side_config as side_base
     P = get(profile)
     r = min(P["ratios"])
     if not P.get("headline"):
         base = base_config(profile)
         return {"main": comparison_configs(base, P["ratios"], P["seeds"], profile=P),
                 "seen": equal_seen_configs(base, r, P["seeds"], profile=P)}
-    side = side_config(profile)
+    side = side_base(profile)
+    on_side = lambda cs: [side_config(profile, "05", c.sampler, c.options("sampler_options"), c.seed,
+                                      (lrs or {}).get(c.sampler), epochs=c.epochs, epochs_scale=c.epochs_scale,
+                                      scale_lr=c.scale_lr) for c in cs]
     return {"main": comparison_configs(base_config(profile), P["ratios"], P["seeds"], methods=P["headline"], profile=P),
-            "wide": comparison_configs(side, P["ratios"], P["side_seeds"], profile=P),
-            "seen": equal_seen_configs(side, r, P["side_seeds"], profile=P)}
+            "wide": on_side(comparison_configs(side, P["ratios"], P["side_seeds"], profile=P)),
+            "seen": on_side(equal_seen_configs(side, r, P["side_seeds"], profile=P))}
+
+
+def tuning_cells(configs) -> dict:
+    """{sampler: the sampler options of its first config at full length (epochs_scale 1)}: the variant at which each
+    sampler of a run set has its learning rate chosen (`study.side_lrs`)."""
+    out = {}
+    for c in configs:
+        if c.epochs_scale == 1:
+            out.setdefault(c.sampler, c.options("sampler_options"))
+    return out
 
 
 # methods whose paper sets their own budget (a keep_ratio forced on them runs outside their regime, labelled)

@@ -65,9 +65,9 @@ PROFILES = {
         seeds=[0, 1, 2, 3, 4], ratios=[0.5],
         # side studies: a 20k subset, 10 epochs, evaluated at epochs 5 and 10 (a sixth of a headline run's training)
         side=dict(train_subset=20_000, epochs=10, eval_every=5), side_seeds=[0, 1, 2],
-        # side studies whose committed runs are still the earlier protocol's (shared lr, no warm-up, no validation
-        # split); a notebook leaves the list when its runs are recomputed (`grids.side_config`, `study.side_lrs`)
-        side_earlier=("04", "06", "07", "08"),
+        # side studies (and 05's wide set) whose committed runs are still the earlier protocol's (shared lr, no warm-up,
+        # no validation split); a notebook leaves the list when its runs are recomputed (`grids.side_config`, `study.side_lrs`)
+        side_earlier=("04", "05", "06", "07", "08"),
         headline=["full", "random", "random_dynamic", "omission", "infobatch", "es", "ucb", "online_is",
                   "kakurenbo", "reduce_epochs"],
         sweep_epochs=10, variance_n=5000, toy_epochs=(1, 20, 100),
