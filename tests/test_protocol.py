@@ -60,6 +60,12 @@ def test_weight_blow_up_and_the_vocabulary():
     stuck = [dict(base, w_max=1.0, epoch=0, train_loss=0.67), dict(base, w_max=1.0, epoch=1, train_loss=2.3413)]
     assert cause(stuck)[0] == "constant output"
     assert cause([dict(base, w_max=1.0, epoch=1, train_loss=1.2)])[0] == "unexplained"
+    # Selective Backprop at keep ratio 0.1, lr 0.2 (a cpu tuning run): its hardest-loss samples' loss stays above ln 10
+    # while the network ends predicting uniformly; the final held-out loss shows it
+    spike = [dict(base, w_max=1.0, epoch=3, train_loss=2.2065), dict(base, w_max=1.0, epoch=4, train_loss=3.4358)]
+    assert cause(spike, final=dict(val_loss=2.30258515625, test_loss=2.30258525))[0] == "constant output"
+    assert cause(spike, final=dict(val_loss=2.25, test_loss=2.30258525))[0] == "unexplained"
+    assert cause(spike, final=dict(test_loss=0.4))[0] == "unexplained"
 
 
 def test_a_static_subset_far_from_the_class_balance_is_named_class_skew():
