@@ -77,7 +77,8 @@ PROFILES = {
         # the budget curves of 05 (issue: accuracy against keep_ratio, each method's learning rate chosen on
         # validation): the full setting, evaluated once at the end (the curves need final accuracies only).
         # Methods join the list as their runs are computed (each cell: 4 learning rates x 2 tuning seeds, then 5 seeds).
-        curves=dict(methods=["full", "reduce_epochs", "random", "omission", "ucb", "random_dynamic", "el2n", "infobatch"],
+        curves=dict(methods=["full", "reduce_epochs", "random", "omission", "ucb", "random_dynamic", "el2n", "infobatch",
+                             "es", "selective_backprop", "kakurenbo"],
                     ratios=[0.1, 0.2, 0.3, 0.5], grid=[0.025, 0.05, 0.1, 0.2], extend=2, tuning_seeds=[100, 101],
                     overrides=dict(eval_every=20))),
     "gpu": dict(
