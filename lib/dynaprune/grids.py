@@ -153,7 +153,7 @@ def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed
 
 def side_config(profile: str, notebook: str, method: str = "full", options: dict | None = None, seed: int = 0,
                 lr: float | None = None, **overrides):
-    """One run of side study ``notebook`` ("04", "06", "07", "08"): ``method`` with sampler ``options`` at the side
+    """One run of side study ``notebook`` ("04", "06", "07", "08"; "05" for its wide set): ``method`` with sampler ``options`` at the side
     setting (`profiles.side_config`: the base, the profile's ``side`` overrides, then ``overrides``), on ``seed``, at
     ``lr`` (the method's rate from `study.side_lrs`; None: the base's).
 
