@@ -209,7 +209,7 @@ def test_fair_protocol_end_to_end_on_smoke_and_quick():
     assert table.loc[table["chosen"], "val_acc mean"].item() == table["val_acc mean"].max()
 
 
-def test_a_side_study_run_is_the_fair_protocols_with_its_variant_on_top_and_the_earlier_one_until_recomputed():
+def test_a_side_study_run_is_the_fair_protocols_with_its_variant_on_top_and_the_earlier_one_until_recomputed(monkeypatch):
     """`grids.side_config`: under the fair protocol the side setting with the validation split, the recipe and the
     paper regime, the given options winning (an ablation's), a keep_ratio forced on an own-budget method labelled, a
     T_p other than the regime's replacing its sub-epoch checkpoints; a notebook the profile lists in ``side_earlier``
@@ -226,18 +226,25 @@ def test_a_side_study_run_is_the_fair_protocols_with_its_variant_on_top_and_the_
     forced = grids.side_config("smoke", "07", "infobatch", {"keep_ratio": 0.3}).options("sampler_options")
     assert forced == {"keep_ratio": 0.3}
     assert grids.side_config("smoke", "04", "random", {"keep_ratio": 0.3}, val_size=0).val_size == 0
-    # cpu's side studies are listed as not recomputed yet: their runs keep the earlier protocol's keys
-    assert grids.side_protocol("cpu", "04") == "earlier" and grids.side_protocol("smoke", "04") == "fair"
+    # a notebook listed as not recomputed yet keeps the earlier protocol's keys
+    monkeypatch.setitem(profiles.PROFILES["cpu"], "side_earlier", ("04",))
+    assert grids.side_protocol("cpu", "04") == "earlier" and grids.side_protocol("cpu", "06") == "fair"
+    assert grids.side_protocol("smoke", "04") == "fair"
     old = grids.side_config("cpu", "04", "ucb", {"keep_ratio": 0.3, "period": 1}, seed=1, epochs=7)
     assert old == profiles.side_config("cpu", epochs=7).replace(sampler="ucb", sampler_options={"keep_ratio": 0.3, "period": 1},
                                                                  seed=1)
 
 
 def test_05s_wide_set_moves_to_the_fair_protocol_when_the_profile_says_so(monkeypatch):
-    """Notebook 05's wide set (every method at the side setting) is built by `grids.side_config` for "05": the earlier
-    protocol's runs while cpu lists 05 in ``side_earlier``, the fair protocol's at each sampler's chosen rate after."""
+    """Notebook 05's single-budget comparison (every method at the side setting: its wide set, and [Raju] Fig. 5's
+    equal-samples-seen set; no set at the full setting, where the curves are) is built by `grids.side_config` for "05":
+    the earlier protocol's runs while a profile lists 05 in ``side_earlier``, the fair protocol's at each sampler's
+    chosen rate after."""
     from dynaprune import grids
-    earlier = grids.comparison_sets("cpu")["wide"]
+    monkeypatch.setitem(profiles.PROFILES["cpu"], "side_earlier", ("05",))
+    sets = grids.comparison_sets("cpu")
+    assert set(sets) == {"wide", "seen"} and all(c.train_subset == 20_000 for cs in sets.values() for c in cs)
+    earlier = sets["wide"]
     assert all(c.val_size == 0 and c.warmup_epochs == 0 for c in earlier)
     cells = grids.tuning_cells(earlier)
     assert len(cells) == len({c.sampler for c in earlier}) and cells["infobatch"] == {}
@@ -270,6 +277,7 @@ def test_side_learning_rates_are_chosen_on_validation_at_the_plain_side_setting(
     assert all(c == grids.side_config("smoke", "06", c.sampler, {"keep_ratio": 0.3} if c.sampler == "ucb" else {},
                                       c.seed, c.lr) for c in seen)
     seen.clear()
+    monkeypatch.setitem(profiles.PROFILES["cpu"], "side_earlier", ("06",))
     assert study.side_lrs("cpu", "06", {"ucb": {}}) == {"ucb": (profiles.get("cpu")["base"]["lr"], None)} and not seen
 
 

@@ -97,15 +97,13 @@ def _num_classes(entry) -> int:
 
 @functools.lru_cache(maxsize=None)
 def _labels(dataset: str, options: str, val_size: int, train_subset):
-    """The class labels of a run's training set (its dataset variant, validation split and subset)."""
-    from .data import load_dataset, validation_split
+    """The class labels of a run's training set (its dataset variant, validation split and subset: `train.train_indices`)."""
+    from .config import RunConfig
+    from .data import load_dataset
+    from .train import train_indices
     ds = load_dataset(dataset, **json.loads(options))
-    y = ds.y_train
-    if val_size:
-        y = y[validation_split(y, val_size)[0]]
-    if train_subset is not None:
-        y = y[:train_subset]
-    return y.numpy(), int(ds.num_classes)
+    c = RunConfig(dataset=dataset, dataset_options=json.loads(options), val_size=val_size, train_subset=train_subset)
+    return ds.y_train[train_indices(c, ds.y_train)].numpy(), int(ds.num_classes)
 
 
 def train_labels(cfg: dict):

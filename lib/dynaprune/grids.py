@@ -84,27 +84,21 @@ def equal_seen_configs(base, r, seeds, methods=("ucb", "el2n"), profile=None):
 
 
 def comparison_sets(profile: str, lrs: dict | None = None) -> dict:
-    """The run sets of notebook 05: ``main``, every method at the profile's base setting on its seeds;
-    for a profile with a ``headline`` list (cpu), ``main`` holds only those methods and ``wide`` holds
-    every method at the side setting on the side seeds, built by `side_config` (notebook "05": the fair protocol
+    """The run sets of notebook 05's single-budget comparison, both at the side setting (`profiles.side_config`: the
+    base for a profile without one) on the side seeds, built by `side_config` for notebook "05" (the fair protocol
     unless the profile lists 05 in ``side_earlier``) at each sampler's rate in ``lrs`` (`study.side_lrs` of
-    `tuning_cells` of the wide set; missing: the base's). ``seen``: UCB and EL2N at the smallest ratio under [Raju]
-    Fig. 5's equal-samples-seen protocol, in the wide set's setting."""
-    from .profiles import base_config, get
+    `tuning_cells` of the wide set; missing: the base's): ``wide``, every method at each of the profile's ``ratios``;
+    ``seen``, UCB and EL2N at the smallest ratio under [Raju] Fig. 5's equal-samples-seen protocol. (The full setting's
+    comparison is the budget curves, `curve_cells`.)"""
+    from .profiles import get
     from .profiles import side_config as side_base
     P = get(profile)
-    r = min(P["ratios"])
-    if not P.get("headline"):
-        base = base_config(profile)
-        return {"main": comparison_configs(base, P["ratios"], P["seeds"], profile=P),
-                "seen": equal_seen_configs(base, r, P["seeds"], profile=P)}
     side = side_base(profile)
     on_side = lambda cs: [side_config(profile, "05", c.sampler, c.options("sampler_options"), c.seed,
                                       (lrs or {}).get(c.sampler), epochs=c.epochs, epochs_scale=c.epochs_scale,
                                       scale_lr=c.scale_lr) for c in cs]
-    return {"main": comparison_configs(base_config(profile), P["ratios"], P["seeds"], methods=P["headline"], profile=P),
-            "wide": on_side(comparison_configs(side, P["ratios"], P["side_seeds"], profile=P)),
-            "seen": on_side(equal_seen_configs(side, r, P["side_seeds"], profile=P))}
+    return {"wide": on_side(comparison_configs(side, P["ratios"], P["side_seeds"], profile=P)),
+            "seen": on_side(equal_seen_configs(side, min(P["ratios"]), P["side_seeds"], profile=P))}
 
 
 def tuning_cells(configs) -> dict:
@@ -174,6 +168,13 @@ def side_config(profile: str, notebook: str, method: str = "full", options: dict
     if "period" in options and int(options["period"]) != int(filled.get("period", options["period"])):
         filled.pop("checkpoints_per_epoch", None)   # [Raju]'s sub-epoch checkpoints need period 1: a given T_p replaces them
     return c.replace(sampler_options={**filled, **options})
+
+
+def side_unreachable(profile: str, notebook: str, method: str, options: dict | None = None, **overrides) -> str | None:
+    """Why side study ``notebook``'s run of ``method`` with ``options`` cannot run (None when it can): `unreachable` of
+    the options `side_config` fills in (e.g. [ES]'s annealing epochs alone above the keep ratio at this run length)."""
+    c = side_config(profile, notebook, method, options, **overrides)
+    return unreachable(method, c.options("sampler_options"), c.epochs)
 
 
 def side_protocol(profile: str, notebook: str) -> str:

@@ -4,12 +4,12 @@
 - quick: the cold run on 2 CPU cores (`make study PROFILE=quick`, target from an empty cache <= 20 min):
   Fashion-MNIST, first 10k training samples, MLP 784-256-256-10, 8 epochs, 2 seeds.
 - cpu: the committed profile (`make study`), the largest study that fits a CPU in hours: full
-  Fashion-MNIST, small CNN, 20 epochs, for the headline comparison of 05 (its ``headline`` methods,
-  5 paired seeds); every method of 05 and the side studies (04, 06, 07, 08: selection distributions,
-  ablations, label noise, online pruning) on the ``side`` setting, 3 seeds of a 20k subset for 10 epochs.
+  Fashion-MNIST, small CNN, 20 epochs, for the budget curves of 05 (``curves``, 5 paired seeds); every method of
+  05's single-budget comparison and the side studies (04, 06, 07, 08: selection distributions, ablations, label
+  noise, online pruning) on the ``side`` setting, 3 seeds of a 20k subset for 10 epochs.
 - gpu: [Omission] §5's setting: CIFAR-10 ResNet-18, 200 epochs, batch 128, SGD momentum 0.9,
   cosine from 0.1 with 10% warm-up, wd 5e-4, drop_last, augmentation, four seeds (needs CUDA and the data).
-Side studies: notebooks 04, 06, 07 and 08 build their runs with `grids.side_config` on the side setting
+Side studies: notebooks 04, 06, 07, 08 and 05's single-budget comparison build their runs with `grids.side_config` on the side setting
 (`side_config`: the base plus the profile's ``side`` overrides) on ``side_seeds``; for smoke, quick and gpu these
 equal the base and seeds. They run the fair protocol (validation split, shared recipe, paper regimes, each method's
 learning rate chosen on validation by `study.side_lrs` with ``side_tuning``'s grid, default ``curves``'), except the
@@ -52,13 +52,12 @@ PROFILES = {
         selection_epochs=12, per_class=1000, noise_rates=[0.1, 0.4], image_size=48, image_epochs=30,
         el2n_models=10, el2n_epochs=20,    # [Raju] §4's EL2N protocol in full (an MLP epoch is cheap)
         fair=dict(val_size=2000),
+        side_tuning=dict(grid=[0.025, 0.05, 0.1, 0.2], extend=1, tuning_seeds=[100]),   # as cpu's
         curves=dict(methods=["full", "reduce_epochs", "random", "omission", "ucb"], ratios=[0.1, 0.3, 0.5],
                     grid=[0.025, 0.05, 0.1, 0.2], extend=2, tuning_seeds=[100, 101], overrides=dict(eval_every=8))),
-    # Full Fashion-MNIST, small CNN (106k parameters), 20 epochs: 7.5 s of training per full epoch on
-    # 2 threads, 3 s per evaluation (hence every 2nd epoch). The headline comparison (05) runs its
-    # headline methods there on 5 paired seeds at keep_ratio 0.5; every method (24 at keep_ratio 0.5)
-    # runs on the side setting on 3 (at about 250 s of 2 cores per headline run, 24 x 3 of them would
-    # have taken 5 hours alone).
+    # Full Fashion-MNIST, small CNN (106k parameters), 20 epochs: 3.4 s of training per full epoch on 2 threads
+    # (`python -m dynaprune.bench`). The budget curves (05) run there on 5 paired seeds; every method (24 at
+    # keep_ratio 0.5) runs on the side setting on 3 (24 x 3 full-setting runs would cost more than the curves).
     "cpu": dict(
         base=dict(dataset="fashion_mnist", model="small_cnn", epochs=20, batch_size=128, lr=0.05,
                   schedule="cosine", device="cpu", eval_every=2),
@@ -67,9 +66,10 @@ PROFILES = {
         side=dict(train_subset=20_000, epochs=10, eval_every=5), side_seeds=[0, 1, 2],
         # side studies (and 05's wide set) whose committed runs are still the earlier protocol's (shared lr, no warm-up,
         # no validation split); a notebook leaves the list when its runs are recomputed (`grids.side_config`, `study.side_lrs`)
-        side_earlier=("04", "05", "06", "07", "08"),
-        headline=["full", "random", "random_dynamic", "omission", "infobatch", "es", "ucb", "online_is",
-                  "kakurenbo", "reduce_epochs"],
+        side_earlier=("05",),
+        # the side studies' learning rates (`study.side_lrs`): the curves' grid on one tuning seed (the curves use two;
+        # the side studies' 3 seeds of 10 short epochs buy the compute that a second seed would take), grown once past an edge
+        side_tuning=dict(grid=[0.025, 0.05, 0.1, 0.2], extend=1, tuning_seeds=[100]),
         sweep_epochs=10, variance_n=5000, toy_epochs=(1, 20, 100),
         selection_epochs=10, per_class=1000, noise_rates=[0.4], image_size=96, image_epochs=100,
         el2n_models=4, el2n_epochs=5,       # scaled: 10 x 20 CNN epochs would be 10 runs of the study

@@ -86,18 +86,24 @@ def _core(model):
     return getattr(model, "module", model)
 
 
-def train_indices(c: RunConfig, y: torch.Tensor | None = None) -> torch.Tensor:
-    """The dataset indices of the samples a run of ``c`` trains on, in the run's order (position i of its per-sample
-    arrays, e.g. `selection_counts`, is training sample ``train_indices(c)[i]``): the training split less the
-    validation split (held out first), cut to the first ``train_subset``. ``y``: the training labels, when loaded."""
+def split_indices(c: RunConfig, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(training indices, validation indices or None) of a run of ``c`` in the dataset's training split: the
+    class-stratified validation split (``val_size``) held out first, then the first ``train_subset`` of what is left, in
+    the run's order (position i of its per-sample arrays, e.g. `selection_counts`, is training sample ``[0][i]``).
+    ``y``: the training labels, when loaded."""
     if y is None:
         y = load_dataset(c.dataset, **c.options("dataset_options")).y_train
-    pool = validation_split(y, c.val_size)[0] if c.val_size else torch.arange(len(y))
+    pool, val = validation_split(y, c.val_size) if c.val_size else (torch.arange(len(y)), None)
     if c.train_subset is not None:
         if not 0 < c.train_subset <= len(pool):
             raise ValueError(f"train_subset must be in 1..{len(pool)}, got {c.train_subset}")
         pool = pool[: c.train_subset]
-    return pool
+    return pool, val
+
+
+def train_indices(c: RunConfig, y: torch.Tensor | None = None) -> torch.Tensor:
+    """The dataset indices of the samples a run of ``c`` trains on, in the run's order (`split_indices`)."""
+    return split_indices(c, y)[0]
 
 
 def setup(c: RunConfig):
@@ -106,10 +112,8 @@ def setup(c: RunConfig):
     device = _device(c)
     ds = load_dataset(c.dataset, **c.options("dataset_options"))
     xtr, ytr = ds.x_train, ds.y_train
-    pool, xval, yval = train_indices(c, ytr), None, None
-    if c.val_size:       # held out first, so train_subset takes the first k of what is left
-        val = validation_split(ytr, c.val_size)[1]
-        xval, yval = subset(xtr, val), ytr[val]
+    pool, val = split_indices(c, ytr)
+    xval, yval = (subset(xtr, val), ytr[val]) if val is not None else (None, None)
     if c.val_size or c.train_subset is not None:
         xtr, ytr = subset(xtr, pool), ytr[pool]
     if c.batch_size > len(xtr):
