@@ -21,8 +21,9 @@ break, checked in this order, from a small fixed vocabulary (`CAUSES`):
   aggressive pruning sit in a few confusable classes, and the others are barely trained on);
 - ``divergence``: a non-finite loss with none of the above;
 - ``constant output``: the training loss sits at ln C (C classes: a uniform prediction) from some epoch on, finite,
-  or the run's final loss on held-out data is ln C: a step too large for the network (e.g. at the peak of the warm-up)
-  left it predicting one distribution for every input, which gives no gradient signal to recover from;
+  or an evaluation on held-out data after the break has loss ln C (within 0.1%; within 0.5% when its accuracy is at
+  chance too): a step too large for the network (e.g. at the peak of the warm-up) left it predicting one distribution
+  for every input, which gives no gradient signal to recover from;
 - ``unexplained``: nothing recorded explains it.
 
 Runs cached before the engine recorded diagnostics are re-run up to their break with the diagnostics on
@@ -51,7 +52,9 @@ LR_BLOWUP = 2.0         # effective / scheduled learning rate
 WEIGHT_BLOWUP = 4.0     # largest applied weight (InfoBatch in its regime, r = 0.5: 2)
 CYCLING_TV = 0.3        # total variation between the backpropagated and the training class shares
 CYCLING_STEP = 0.05     # ... and between two consecutive epochs' shares, for the leading classes to count as changed
-FLAT_OUTPUT = 0.001     # a final held-out loss this close to ln C (relative): the network predicts uniformly
+FLAT_OUTPUT = 0.001     # a held-out loss this close to ln C (relative): the network predicts uniformly
+NEAR_FLAT = 0.005       # ... or this close, with accuracy at chance (within NEAR_CHANCE_ACC of 1 / C)
+NEAR_CHANCE_ACC = 0.01
 DIAGNOSTIC_KEYS = ("class_hist", "w_max", "w_mean", "lr_max", "lr_sched_max")
 
 
@@ -150,11 +153,11 @@ def break_epoch(records, num_classes: int = 10) -> int | None:
     return None
 
 
-def cause(diag: list[dict], train_share=None, final: dict | None = None) -> tuple[str, str]:
+def cause(diag: list[dict], train_share=None, evals=()) -> tuple[str, str]:
     """(cause from `CAUSES`, the evidence in words) from per-epoch diagnostics up to the break.
-    ``train_share``: each class's share of the training set (uniform when None). ``final``: the run's last record,
-    whose evaluation on held-out data shows a constant output that the backpropagated samples' loss can hide (a
-    selector of the highest losses, e.g. Selective Backprop, trains on samples whose loss exceeds ln C)."""
+    ``train_share``: each class's share of the training set (uniform when None). ``evals``: the run's records; those
+    evaluated on held-out data after the break show a constant output that the backpropagated samples' loss can hide
+    (a selector of the highest losses, e.g. Selective Backprop, trains on samples whose loss exceeds ln C)."""
     have = [d for d in diag if all(k in d for k in DIAGNOSTIC_KEYS)]
     if not have:
         nonfinite = any(d.get("diverged") for d in diag)
@@ -193,12 +196,19 @@ def cause(diag: list[dict], train_share=None, final: dict | None = None) -> tupl
         return "constant output", (f"training loss {dead[0]['train_loss']:.4f} at ln {len(shares[0])} = {chance:.4f} (a uniform "
                                    f"prediction) from epoch {dead[0]['epoch']}, finite, at learning rate up to "
                                    f"{dead[0]['lr_max']:.3g}")
-    held = (final or {}).get("val_loss", (final or {}).get("test_loss"))
-    if held is not None and np.isfinite(held) and abs(held - chance) <= FLAT_OUTPUT * chance:
-        return "constant output", (f"final held-out loss {held:.5f} = ln {len(shares[0])} = {chance:.5f} (a uniform "
-                                   f"prediction for every input) after the break at epoch {have[-1]['epoch']} (training "
-                                   f"loss {have[-1].get('train_loss', np.nan):.3f}), at learning rate up to "
-                                   f"{max(d['lr_max'] for d in have):.3g}")
+    C = len(shares[0])
+    for r in evals:
+        held = next((r[k] for k in ("val_loss", "test_loss") if np.isfinite(r.get(k, np.nan))), None)
+        acc = next((r[k] for k in ("val_acc", "test_acc") if np.isfinite(r.get(k, np.nan))), np.nan)
+        if held is None or r.get("epoch", have[-1]["epoch"]) < have[-1]["epoch"]:
+            continue
+        off = abs(held - chance) / chance
+        if off <= FLAT_OUTPUT or (off <= NEAR_FLAT and acc <= 1 / C + NEAR_CHANCE_ACC):
+            return "constant output", (f"held-out loss {held:.5f} at ln {C} = {chance:.5f} ({off:.2%} off; accuracy "
+                                       f"{acc:.3f}): a uniform prediction for every input at epoch {r.get('epoch')}, after "
+                                       f"the break at epoch {have[-1]['epoch']} (training loss "
+                                       f"{have[-1].get('train_loss', np.nan):.3f}), at learning rate up to "
+                                       f"{max(d['lr_max'] for d in have):.3g}")
     return "unexplained", (f"learning rate <= {ratio:.2f}x scheduled, weights <= {w['w_max']:.3g}, class "
                            f"shares within {max(tvs):.2f} of the training set")
 
@@ -254,7 +264,7 @@ def diagnose(entries=None, rerun: bool = True) -> pd.DataFrame:
     for e in collapsed(entries):
         upto = e["break_epoch"]
         diag, source = diagnostics_of(e, upto, rerun=rerun)
-        why, evidence = cause(diag, _train_share(e), final=e["records"][-1])
+        why, evidence = cause(diag, _train_share(e), evals=e["records"])
         rows.append(dict(key=e["key"], label=label_of(e["config"]), dataset=e["config"]["dataset"],
                          train_subset=e["config"].get("train_subset"), seed=e["config"]["seed"],
                          how=", ".join(e["how"]), acc=e["acc"], break_epoch=upto, cause=why, evidence=evidence,
