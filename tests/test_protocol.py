@@ -71,6 +71,11 @@ def test_weight_blow_up_and_the_vocabulary():
     assert cause(spike, evals=[dict(near, epoch=4), dict(epoch=9, val_loss=2.2613, val_acc=0.118)])[0] == "constant output"
     assert cause(spike, evals=[dict(near, epoch=4, val_acc=0.35)])[0] == "unexplained"
     assert cause(spike, evals=[dict(near, epoch=2)])[0] == "unexplained"
+    # UCB with 2 checkpoints per epoch under label noise (cpu, 07): each epoch's histogram averages two selections, in
+    # different classes, so a cycling run shows about half the distance
+    hist = lambda top: [30 if c in top else 10 for c in range(10)]
+    two = [dict(base, w_max=1.0, epoch=e, class_hist=hist(t)) for e, t in enumerate([(1, 2, 8), (7, 0, 2), (6, 5, 4)])]
+    assert cause(two)[0] == "unexplained" and cause(two, checkpoints=2)[0] == "class cycling"
 
 
 def test_a_static_subset_far_from_the_class_balance_is_named_class_skew():

@@ -14,8 +14,9 @@ break, checked in this order, from a small fixed vocabulary (`CAUSES`):
 - ``weight blow-up``: an applied sample weight reached at least 4 (1 / (1 - r) of InfoBatch forced to
   r = 0.9 is 10; [OnlineIS]'s 1 / (m p) grows as p shrinks);
 - ``class cycling``: the backpropagated samples' class histogram is far from the training set's (total
-  variation >= 0.3) and its leading classes change from one epoch to the next (greedy top-k by loss,
-  [Raju] eq. 2-4, picks the classes the model fits worst, then the ones it just stopped fitting);
+  variation >= 0.3; >= 0.3 / m for a sampler with m checkpoints per epoch, whose epoch histogram averages m
+  selections that may sit in different classes) and its leading classes change from one epoch to the next (greedy
+  top-k by loss, [Raju] eq. 2-4, picks the classes the model fits worst, then the ones it just stopped fitting);
 - ``class skew``: the backpropagated samples' class histogram is as far from the training set's (total variation
   >= 0.3) but its leading classes stay the same every epoch (a static subset: EL2N's hardest samples at
   aggressive pruning sit in a few confusable classes, and the others are barely trained on);
@@ -153,11 +154,12 @@ def break_epoch(records, num_classes: int = 10) -> int | None:
     return None
 
 
-def cause(diag: list[dict], train_share=None, evals=()) -> tuple[str, str]:
+def cause(diag: list[dict], train_share=None, evals=(), checkpoints: int = 1) -> tuple[str, str]:
     """(cause from `CAUSES`, the evidence in words) from per-epoch diagnostics up to the break.
     ``train_share``: each class's share of the training set (uniform when None). ``evals``: the run's records; those
     evaluated on held-out data after the break show a constant output that the backpropagated samples' loss can hide
-    (a selector of the highest losses, e.g. Selective Backprop, trains on samples whose loss exceeds ln C)."""
+    (a selector of the highest losses, e.g. Selective Backprop, trains on samples whose loss exceeds ln C).
+    ``checkpoints``: the sampler's checkpoints per epoch ([Raju]'s sub-epoch regime), which dilute the epoch's histogram."""
     have = [d for d in diag if all(k in d for k in DIAGNOSTIC_KEYS)]
     if not have:
         nonfinite = any(d.get("diverged") for d in diag)
@@ -179,7 +181,7 @@ def cause(diag: list[dict], train_share=None, evals=()) -> tuple[str, str]:
     lead = [set(np.argsort(-s)[:3].tolist()) for s in shares]
     changes = any(a != b and 0.5 * np.abs(s - t).sum() >= CYCLING_STEP
                   for a, b, s, t in zip(lead, lead[1:], shares, shares[1:]))
-    if max(tvs) >= CYCLING_TV:
+    if max(tvs) >= CYCLING_TV / max(1, checkpoints):
         i = int(np.argmax(tvs))
         if changes or len(shares) == 1:
             top = ", ".join(f"{c}: {shares[i][c]:.2f}" for c in np.argsort(-shares[i])[:3])
@@ -264,7 +266,9 @@ def diagnose(entries=None, rerun: bool = True) -> pd.DataFrame:
     for e in collapsed(entries):
         upto = e["break_epoch"]
         diag, source = diagnostics_of(e, upto, rerun=rerun)
-        why, evidence = cause(diag, _train_share(e), evals=e["records"])
+        opts = e["config"].get("sampler_options") or {}
+        opts = json.loads(opts) if isinstance(opts, str) else opts
+        why, evidence = cause(diag, _train_share(e), evals=e["records"], checkpoints=int(opts.get("checkpoints_per_epoch", 1)))
         rows.append(dict(key=e["key"], label=label_of(e["config"]), dataset=e["config"]["dataset"],
                          train_subset=e["config"].get("train_subset"), seed=e["config"]["seed"],
                          how=", ".join(e["how"]), acc=e["acc"], break_epoch=upto, cause=why, evidence=evidence,
