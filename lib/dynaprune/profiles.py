@@ -13,7 +13,8 @@ Side studies: notebooks 04, 06, 07, 08 and 05's single-budget comparison build t
 (`side_config`: the base plus the profile's ``side`` overrides) on ``side_seeds``; for smoke, quick and gpu these
 equal the base and seeds. They run the fair protocol (validation split, shared recipe, paper regimes, each method's
 learning rate chosen on validation by `study.side_lrs` with ``side_tuning``'s grid, default ``curves``'), except the
-notebooks listed in ``side_earlier``, still on the protocol before it (`grids.side_protocol`).
+notebooks a profile lists in ``side_earlier``, still on the protocol before it (`grids.side_protocol`; none does now: a
+profile whose side runs are recomputed one notebook at a time lists the rest there, so its cache-only render holds).
 EL2N's scoring ([Raju] §4: 10 models x 20 epochs) is scaled per profile (el2n_models, el2n_epochs).
 ``fair``: the fair protocol's settings (`grids.fair_config`): ``val_size``, the class-stratified validation
 split held out of training, on which each method's learning rate is chosen (`tuning.choose_lr`).
@@ -64,9 +65,6 @@ PROFILES = {
         seeds=[0, 1, 2, 3, 4], ratios=[0.5],
         # side studies: a 20k subset, 10 epochs, evaluated at epochs 5 and 10 (a sixth of a headline run's training)
         side=dict(train_subset=20_000, epochs=10, eval_every=5), side_seeds=[0, 1, 2],
-        # side studies (and 05's wide set) whose committed runs are still the earlier protocol's (shared lr, no warm-up,
-        # no validation split); a notebook leaves the list when its runs are recomputed (`grids.side_config`, `study.side_lrs`)
-        side_earlier=("05",),
         # the side studies' learning rates (`study.side_lrs`): the curves' grid on one tuning seed (the curves use two;
         # the side studies' 3 seeds of 10 short epochs buy the compute that a second seed would take), grown once past an edge
         side_tuning=dict(grid=[0.025, 0.05, 0.1, 0.2], extend=1, tuning_seeds=[100]),
