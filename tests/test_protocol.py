@@ -49,6 +49,22 @@ def test_a_diverged_run_is_found_with_its_break_and_cause():
     assert list(d["cause"]) == ["divergence"] and d["source"][0] == "recorded"
 
 
+def test_non_finite_logits_with_a_finite_loss_stop_a_run_as_diverged():
+    """A logit can overflow to -inf while the cross-entropy stays finite, and every sampler refuses such logits
+    (`DynamicSampler._validate`): the engine records that step as the run's divergence instead of crashing (a run of
+    05's quick profile crashed so)."""
+    import torch
+    from dynaprune.train import _diverged
+    c = profiles.base_config("smoke")
+    z = torch.tensor([[0.0, -float("inf")], [1.0, 0.0]])
+    losses = torch.nn.functional.cross_entropy(z, torch.tensor([0, 0]), reduction="none")
+    assert torch.isfinite(losses).all()
+    rec = {}
+    assert _diverged(rec, 3, c, losses, z) and rec == {"diverged": True, "nonfinite_step": 3}
+    assert not _diverged(rec := {}, 3, c, losses) and not _diverged(rec, 3, c, losses[1:], z[1:]) and rec == {}
+    assert _diverged({}, 0, c, torch.tensor([float("nan")]))
+
+
 def test_weight_blow_up_and_the_vocabulary():
     base = dict(epoch=1, class_hist=[10] * 10, lr_max=0.1, lr_sched_max=0.1, w_mean=1.0)
     assert cause([dict(base, w_max=10.0)])[0] == "weight blow-up"

@@ -199,10 +199,14 @@ def _batches(sampler, x, y, B, device):
 
 # ----------------------------------------------------------------------------- the loop
 
-def _diverged(rec: dict, losses, k: int, c) -> bool:
-    """Whether ``losses`` (of step ``k``) are non-finite; if so, record it: a diverged run is a result to report,
-    not a crash. DDP ranks decide together at the epoch's end (`run`), or one rank would hang."""
-    if c.world_size != 1 or bool(torch.isfinite(losses).all()):
+def _diverged(rec: dict, k: int, c, losses, logits=None) -> bool:
+    """Whether step ``k``'s ``losses`` or ``logits`` are non-finite (logits can overflow while the loss stays finite,
+    and every sampler refuses them); if so, record it: a diverged run is a result to report, not a crash. DDP ranks
+    decide together at the epoch's end (`run`), or one rank would hang."""
+    finite = torch.isfinite(losses).all()
+    if logits is not None:
+        finite = finite & torch.isfinite(logits).all()
+    if c.world_size != 1 or bool(finite):          # one host sync per step
         return False
     rec["diverged"], rec["nonfinite_step"] = True, k
     return True
@@ -263,7 +267,7 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
                 rec["forwarded"] += len(idx)
             _sync(device); t2 = t(); rec["t_forward"] += t2 - t1
             l_meta = None if out is None else per_sample_loss(out, yb, c.loss)
-            if l_meta is not None and _diverged(rec, l_meta, k, c):   # the selection forward already diverged
+            if l_meta is not None and _diverged(rec, k, c, l_meta, out):   # the selection forward already diverged
                 break                                                  # ([ES] at a large lr): before select refuses it
             pos, _ = sampler.select(idx, l_meta, logits=out, targets=None if out is None else yb)
             pos_d = pos.to(device)
@@ -277,7 +281,7 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
         out = _forward(model, xb, c, device)
         losses = per_sample_loss(out, yb, c.loss)
         _sync(device); t2 = t(); rec["t_forward"] += t2 - t1
-        if _diverged(rec, losses.detach(), k, c):   # e.g. large 1/(1-r) weights
+        if _diverged(rec, k, c, losses.detach(), out.detach()):   # e.g. large 1/(1-r) weights
             break
         loss = sampler.reweight(idx, losses, logits=out.detach(), targets=yb)
         w = getattr(sampler, "last_weights", None)
