@@ -65,6 +65,23 @@ def test_non_finite_logits_with_a_finite_loss_stop_a_run_as_diverged():
     assert _diverged({}, 0, c, torch.tensor([float("nan")]))
 
 
+def test_a_scoring_pass_that_meets_a_diverged_model_ends_the_run_as_diverged():
+    """[Raju]'s and KAKURENBO's scoring passes forward the whole set at a checkpoint; when the last update left the
+    parameters non-finite, the pass records the divergence and nothing is observed or trained (before, the sampler
+    refused the losses and the run crashed: a UCB run of the quick profile's curves)."""
+    import torch
+
+    def poison(epoch, model, data):           # the update at the end of epoch 0 "diverged"
+        if epoch == 0:
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+    for m, o in [("ucb", {"keep_ratio": 0.3, "period": 1}), ("kakurenbo", {})]:
+        c = profiles.base_config("smoke", sampler=m, sampler_options=o, epochs=3)
+        r = run(c, use_cache=False, callback=poison)
+        assert [x["epoch"] for x in r.records] == [0, 1], m
+        assert r.records[-1]["diverged"] and r.records[-1]["steps"] == 0 and r.records[-1]["nonfinite_step"] == 0, m
+
+
 def test_weight_blow_up_and_the_vocabulary():
     base = dict(epoch=1, class_hist=[10] * 10, lr_max=0.1, lr_sched_max=0.1, w_mean=1.0)
     assert cause([dict(base, w_max=10.0)])[0] == "weight blow-up"

@@ -231,8 +231,11 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
             for s in range(0, len(req), 4096):
                 i = req[s:s + 4096]
                 out = _forward_eval(_core(model), take(x, i, device), c, device)
-                sampler.observe(i, per_sample_loss(out, y[i.to(device)], c.loss), logits=out, targets=y[i.to(device)])
+                losses = per_sample_loss(out, y[i.to(device)], c.loss)
                 rec["forwarded"] += len(i)
+                if _diverged(rec, rec["steps"], c, losses, out):   # the last update diverged: stop, observe nothing
+                    break
+                sampler.observe(i, losses, logits=out, targets=y[i.to(device)])
         model.train()
 
     req = sampler.scoring_request(epoch)
@@ -241,13 +244,14 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
         score(req)
     if hasattr(sampler, "scorer"):                            # sub-epoch checkpoints score as iteration reaches them
         sampler.scorer = score
-    sampler.set_epoch(epoch)
+    if not rec.get("diverged"):            # a scoring pass that met a diverged model: no checkpoint (the loop stops)
+        sampler.set_epoch(epoch)
     B = sampler.meta_batch_size(b) if sampler.level == "batch" else b
     steps = (len(sampler) // B if c.drop_last else math.ceil(len(sampler) / B)) or 1
     _sync(device); rec["t_select"] += t() - t0
     batches, k = _batches(sampler, x, y, B, device), 0
     stop = steps if fraction >= 1 else max(1, round(fraction * steps))
-    while k < stop:
+    while k < stop and not rec.get("diverged"):               # a scoring pass may have found the model diverged
         t0 = t()
         if (nxt := next(batches, None)) is None:
             break
