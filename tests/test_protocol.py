@@ -111,10 +111,11 @@ def test_weight_blow_up_and_the_vocabulary():
     assert cause(two)[0] == "unexplained" and cause(two, checkpoints=2)[0] == "class cycling"
 
 
-def test_a_static_subset_far_from_the_class_balance_is_named_class_skew():
+def test_a_static_subset_far_from_the_class_balance_is_named_class_skew(monkeypatch, tmp_path):
     """Static pruning keeps one subset for the whole run (EL2N: the highest-scoring samples); when it sits in a few
     classes (the cpu curves' EL2N at keep ratio 0.1: 0.40 in total variation) the others are barely trained on. Unlike
     class cycling, the leading classes never change."""
+    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path))   # setup's EL2N scores are cached: not in the committed cache
     c = profiles.base_config("smoke", sampler="el2n")
     _, data, *_ = setup(c)
     y = data["y"].numpy() if hasattr(data["y"], "numpy") else np.asarray(data["y"])
