@@ -199,6 +199,10 @@ def _batches(sampler, x, y, B, device):
 
 # ----------------------------------------------------------------------------- the loop
 
+class _ScoredDiverged(Exception):
+    """A scoring pass met a diverged model (recorded in the epoch's record): the epoch stops there."""
+
+
 def _diverged(rec: dict, k: int, c, losses, logits=None) -> bool:
     """Whether step ``k``'s ``losses`` or ``logits`` are non-finite (logits can overflow while the loss stays finite,
     and every sampler refuses them); if so, record it: a diverged run is a result to report, not a crash. DDP ranks
@@ -233,27 +237,35 @@ def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fra
                 out = _forward_eval(_core(model), take(x, i, device), c, device)
                 losses = per_sample_loss(out, y[i.to(device)], c.loss)
                 rec["forwarded"] += len(i)
-                if _diverged(rec, rec["steps"], c, losses, out):   # the last update diverged: stop, observe nothing
-                    break
+                if _diverged(rec, rec["steps"], c, losses, out):   # the last update diverged: observe nothing, and
+                    model.train()                                  # stop (a sub-epoch checkpoint needs the scores)
+                    raise _ScoredDiverged
                 sampler.observe(i, losses, logits=out, targets=y[i.to(device)])
         model.train()
 
     req = sampler.scoring_request(epoch)
     t0 = t()
     if req is not None:
-        score(req)
+        try:
+            score(req)
+        except _ScoredDiverged:
+            pass
     if hasattr(sampler, "scorer"):                            # sub-epoch checkpoints score as iteration reaches them
         sampler.scorer = score
     if not rec.get("diverged"):            # a scoring pass that met a diverged model: no checkpoint (the loop stops)
         sampler.set_epoch(epoch)
     B = sampler.meta_batch_size(b) if sampler.level == "batch" else b
-    steps = (len(sampler) // B if c.drop_last else math.ceil(len(sampler) / B)) or 1
+    steps = 0 if rec.get("diverged") else (len(sampler) // B if c.drop_last else math.ceil(len(sampler) / B)) or 1
     _sync(device); rec["t_select"] += t() - t0
     batches, k = _batches(sampler, x, y, B, device), 0
     stop = steps if fraction >= 1 else max(1, round(fraction * steps))
     while k < stop and not rec.get("diverged"):               # a scoring pass may have found the model diverged
         t0 = t()
-        if (nxt := next(batches, None)) is None:
+        try:
+            nxt = next(batches, None)                          # a sub-epoch checkpoint scores as iteration reaches it
+        except _ScoredDiverged:
+            break
+        if nxt is None:
             break
         idx, xb, yb = nxt
         if c.drop_last and len(idx) < B and k > 0:             # a tiny last batch carrying large weights
