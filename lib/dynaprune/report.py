@@ -130,12 +130,13 @@ def curve_runs(curve: dict) -> pd.DataFrame:
     keep_ratio)) as `per_run` rows (so `compare` reads them), with method, keep_ratio, the chosen lr, the
     final validation accuracy and whether that lr is at the edge of its grid. ``share``: backprops over the
     mean of the full-training runs among them (or of the largest run)."""
+    from . import cache
     rows = []
     for (method, ratio), (lr, table, results) in curve.items():
         edge = lr in (float(table["lr"].min()), float(table["lr"].max()))
         for res in results:
             c = res.config
-            rows.append(dict(key=None, label=method if ratio is None else f"{method} keep_ratio={ratio}",
+            rows.append(dict(key=cache.key(c), label=method if ratio is None else f"{method} keep_ratio={ratio}",
                              method=method, keep_ratio=ratio, lr=lr, lr_at_grid_edge=edge, seed=c.seed,
                              acc=res.final["test_acc"], val_acc=res.final.get("val_acc"),
                              loss=res.final.get("train_eval_loss"),
@@ -148,12 +149,12 @@ def curve_runs(curve: dict) -> pd.DataFrame:
 
 def curve_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per cell of `curve_runs`: the chosen lr (and whether it is at its grid's edge), mean test accuracy with
-    its 95% bootstrap interval over seeds (`stats.paired_ci` of the accuracies), mean validation accuracy,
+    its 95% Student t interval over seeds (`stats.mean_ci` of the accuracies), mean validation accuracy,
     measured backprop share, seeds, and the regime label (`regimes.outside`) where the cell is outside it."""
-    from .stats import paired_ci
+    from .stats import mean_ci
     out = []
     for label, d in runs.groupby("label", sort=False):
-        lo, hi = paired_ci(d["acc"].to_numpy()) if len(d) >= 3 else (np.nan, np.nan)
+        lo, hi = mean_ci(d["acc"].to_numpy()) if len(d) >= 3 else (np.nan, np.nan)
         out.append(dict(label=label, method=d["method"].iloc[0], keep_ratio=d["keep_ratio"].iloc[0],
                         lr=d["lr"].iloc[0], lr_at_grid_edge=bool(d["lr_at_grid_edge"].iloc[0]),
                         acc=d["acc"].mean(), ci_low=lo, ci_high=hi, val_acc=d["val_acc"].mean(),
@@ -198,13 +199,37 @@ def regime_note(runs: pd.DataFrame) -> str | None:
     return outside(row["sampler"], opts, int(row["epochs"]))
 
 
+def collapses(keys) -> pd.DataFrame:
+    """`diagnose.diagnose` of the cached runs ``keys`` (one config's seeds: each other's seed-mates): one row per
+    collapsed run with its cause. Diagnostics that need a re-run are read from the cache's analyses (never
+    recomputed under DYNAPRUNE_CACHE_ONLY)."""
+    import json
+    from . import cache
+    from .diagnose import diagnose
+    root = cache._root(None)
+    entries = [json.loads((root / f"{k}.json").read_text()) for k in keys if k and (root / f"{k}.json").exists()]
+    return diagnose(entries) if entries else diagnose([])
+
+
+def _collapse_note(arm: str, d: pd.DataFrame, n: int) -> str:
+    causes = ", ".join(f"{k}" + (f" x{v}" if v > 1 else "") for k, v in d["cause"].value_counts().items())
+    return f"{len(d)} of {n} seeds of {arm} collapsed ({causes})"
+
+
 def compare(runs: pd.DataFrame, claim: str, a: str, b: str, condition: str = "", value: str = "acc") -> dict:
     """`claims.test` on runs labelled ``a`` and ``b``, paired by seed (seeds present in both).
     A run that diverged keeps its (chance-level) accuracy in the pairs, but not its share in the budget
     check (it stopped early: it was given the same budget; when every run of a side diverged, no budget
     is checked or recorded); a pair whose ``value`` is not finite (the
-    training loss of a diverged run) is left out, and the condition says how many were."""
+    training loss of a diverged run) is left out, and the condition says how many were.
+
+    Collapses (`diagnose`, read for runs whose cache ``key`` the frame carries): where an arm's runs collapsed
+    *outside* its paper's regime (`regime_note`), the comparison says nothing about the paper: the verdict reads
+    "invalid: <arm> collapsed (<cause>)", with no p-value (it leaves the multiplicity family), and ``valid_verdict``
+    keeps what the numbers alone would say. A collapse *inside* the regime is the method's own result: the verdict
+    stands and ``collapses`` says how many seeds collapsed and why."""
     from . import claims
+    from .stats import INVALID
     pa = runs[runs["label"] == a].set_index("seed")
     pb = runs[runs["label"] == b].set_index("seed")
     seeds = sorted(set(pa.index) & set(pb.index))
@@ -222,15 +247,54 @@ def compare(runs: pd.DataFrame, claim: str, a: str, b: str, condition: str = "",
         ok = ok[~ok["diverged"]] if "diverged" in ok else ok
         return ok["share"].mean() if len(ok) else None
     budgets = (share(pa), share(pb))
-    regime = "; ".join(dict.fromkeys(n for n in (regime_note(pa), regime_note(pb)) if n))
-    return claims.test(claim, pa.loc[seeds, value].values, pb.loc[seeds, value].values, seeds=seeds,
-                       budgets=None if None in budgets else budgets, condition=condition, regime=regime)
+    notes = {arm: regime_note(p) for arm, p in ((a, pa), (b, pb))}
+    regime = "; ".join(dict.fromkeys(n for n in notes.values() if n))
+    v = claims.test(claim, pa.loc[seeds, value].values, pb.loc[seeds, value].values, seeds=seeds,
+                    budgets=None if None in budgets else budgets, condition=condition, regime=regime)
+    inside, invalid = [], []
+    for arm, p in ((a, pa), (b, pb)):
+        if "key" not in p or p["key"].isna().all():
+            continue
+        d = collapses(p.loc[seeds, "key"].tolist())
+        if len(d):
+            (invalid if notes[arm] else inside).append(_collapse_note(arm, d, len(seeds)))
+    v["collapses"] = "; ".join(inside + invalid) or None
+    v["valid_verdict"] = v["verdict"]
+    if invalid:
+        v["verdict"] = f"{INVALID}: {'; '.join(invalid)} outside its paper's regime"
+        v["p_value"] = None
+    return v
 
 
-def at_shared_lr(v: dict, v_shared: dict, lr: float) -> dict:
-    """Verdict row ``v`` (each method at its chosen learning rate) with the verdict of the same comparison at
-    the shared default learning rate ``lr`` (``v_shared``): whether a claim's verdict flips with the learning rate."""
-    return dict(v, shared_lr=float(lr), shared_lr_verdict=v_shared["verdict"], shared_lr_diff=v_shared["mean_diff"])
+def lr_robustness(v: dict, checks) -> dict:
+    """Verdict row ``v`` (each method at its learning rate chosen on validation) with the verdicts of the same
+    comparison at other learning rates, ``checks``: (description, verdict row) pairs, e.g. a tied neighbour of one
+    arm's rate (`tuning.tied_lrs`) or both arms at the shared default rate. ``lr_robust``: every check gives the
+    same verdict; otherwise the row's verdict depends on the learning rate, and ``lr_checks`` lists each outcome."""
+    rows = [dict(lrs=desc, verdict=c["verdict"], mean_diff=c["mean_diff"]) for desc, c in checks]
+    return dict(v, lr_checks=rows, lr_robust=all(r["verdict"] == v["verdict"] for r in rows))
+
+
+def curve_verdict(curve: dict, robust: dict, claim: str, cells, condition: str, shared_lr: float, val_size: int) -> dict:
+    """The verdict on ``claim`` between two cells of the budget curves (each method at its chosen learning rate),
+    with its learning-rate robustness (`lr_robustness`): the same comparison with one arm moved to each of its
+    tied rates (`tuning.tied_lrs`), and with both arms at ``shared_lr``. ``robust``: `study.lr_robustness_runs`'s
+    runs {(cell, lr): results}."""
+    from .tuning import tied_lrs
+    (ca, cb), full = cells, curve[("full", None)]
+    name = lambda c: c[0] if c[1] is None else f"{c[0]} keep_ratio={c[1]}"
+    chosen = {c: curve[c][0] for c in cells}
+
+    def at(lra, lrb):
+        sel = {c: (lr, curve[c][1], robust[(c, lr)] if (c, lr) in robust else curve[c][2])
+               for c, lr in ((ca, lra), (cb, lrb))}
+        return compare(curve_runs({("full", None): full, **sel}), claim, name(ca), name(cb), condition)
+    v = at(chosen[ca], chosen[cb])
+    checks = [(f"{ca[0]} at lr {t:g} (tied)", at(t, chosen[cb])) for t in tied_lrs(curve[ca][1], val_size)]
+    checks += [(f"{cb[0]} at lr {t:g} (tied)", at(chosen[ca], t)) for t in tied_lrs(curve[cb][1], val_size)]
+    if (chosen[ca], chosen[cb]) != (shared_lr, shared_lr):
+        checks.append((f"both at the shared lr {shared_lr:g}", at(shared_lr, shared_lr)))
+    return dict(lr_robustness(v, checks), lr_a=chosen[ca], lr_b=chosen[cb])
 
 
 def best_of(runs: pd.DataFrame, labels) -> str:
@@ -244,10 +308,11 @@ def best_of(runs: pd.DataFrame, labels) -> str:
 
 
 def verdict_frame(rows) -> pd.DataFrame:
-    """Verdict rows as a table to show in a notebook."""
-    cols = ["claim", "condition", "a", "b", "share_a", "share_b", "a_mean", "b_mean", "mean_diff", "ci_low",
-            "ci_high", "n_pairs", "verdict"]
-    return pd.DataFrame(list(rows))[cols]
+    """Verdict rows as a table to show in a notebook: the verdict and its interval first."""
+    cols = ["claim", "verdict", "mean_diff", "ci_low", "ci_high", "mde", "p_value", "n_pairs", "lr_robust", "condition",
+            "a_mean", "b_mean", "share_a", "share_b", "collapses"]
+    df = pd.DataFrame(list(rows))
+    return df[[c for c in cols if c in df]]
 
 
 def _clean(v, path="numbers"):
@@ -282,37 +347,86 @@ def key_numbers(name: str, *, profile: str, device: str, seeds=None, verdicts=()
     return out
 
 
-def verdict_table(root=None) -> str:
-    """The README's verdict table (markdown), built from the committed numbers files."""
+def _test_of(v: dict, f) -> str:
+    """The test a row makes, in words, with its margin and where the margin comes from."""
+    m, src = v.get("margin") or 0.0, v.get("margin_source") or ""
+    src = f"; {src}" if src else ""
+    return {"greater": f"A > B" + (f" + {f(m).lstrip('+')}" if m else ""),
+            "less": "A < B" + (f" - {f(m).lstrip('+')}" if m else ""),
+            "noninferior": f"A >= B - {f(m).lstrip('+')} (non-inferiority{src})",
+            "equivalent": f"|A - B| < {f(m).lstrip('+')} (equivalence{src})"}[v["direction"]]
+
+
+def _lr_cell(v: dict, f) -> str:
+    if v.get("lr_robust") is None:
+        return "not checked (each arm at its lr chosen on one tuning seed)"
+    if v["lr_robust"]:
+        return f"robust ({len(v['lr_checks'])} other rate pair(s): same verdict)"
+    return "depends: " + "; ".join(f"{c['verdict']} with {c['lrs']} ({f(c['mean_diff'])})"
+                                   for c in v["lr_checks"] if c["verdict"] != v["verdict"])
+
+
+def verdict_rows(root=None) -> list[tuple[dict, dict]]:
+    """(notebook metadata, verdict row) of every verdict in the numbers files of ``root`` (default: figures/), each
+    row with ``p_holm``: Holm's adjustment (`stats.holm`) over the whole table's family, the rows with a test (an
+    invalid row, or one with fewer than 3 seeds, has none), and ``holm_verdict``: the verdict if it stays decisive
+    at family-wise error 5%, else not distinguishable."""
     import json
+    from .stats import ALPHA, NOT_DISTINGUISHABLE, holm
     d = Path(root) if root is not None else figures_dir()
-    rows = []
-    for f in sorted(d.glob("*_numbers.json")):
-        meta = json.loads(f.read_text())
-        for v in meta.get("verdicts", []):
-            rows.append((meta, v))
-    out = ["| notebook | claim ([paper] where) | A vs B | backprop share A / B | A - B, 95% CI | seeds | verdict "
-           "| same verdict at the shared learning rate? |", "|---|---|---|---|---|---|---|---|"]
+    rows = [(meta, dict(v)) for f in sorted(d.glob("*_numbers.json")) for meta in [json.loads(f.read_text())]
+            for v in meta.get("verdicts", [])]
+    adj = holm([np.nan if v.get("p_value") is None else v["p_value"] for _, v in rows])
+    for (_, v), p in zip(rows, adj):
+        v["p_holm"] = None if not np.isfinite(p) else float(p)
+        v["holm_verdict"] = v["verdict"] if v["p_holm"] is None else (v["verdict"] if p < ALPHA else NOT_DISTINGUISHABLE)
+    return rows
+
+
+def verdict_table(root=None) -> str:
+    """The README's verdict table (markdown), built from the committed numbers files (`verdict_rows`), and a summary
+    of its outcomes: raw, after Holm's adjustment over the table, invalid, depending on the learning rate."""
+    from .stats import DID_NOT_HOLD, HELD, INVALID
+    rows = verdict_rows(root)
+    out = ["| notebook | claim ([paper] where) | verdict | after Holm (table-wide) | A - B, 95% CI | smallest detectable "
+           "(80% power) | test | learning rate | A vs B | backprop share A / B | seeds |", "|---" * 11 + "|"]
     for meta, v in rows:
         # accuracy differences in percentage points (the papers' unit); other metrics as they are, named
         pts = "accuracy" in v.get("metric", "accuracy")
         f = (lambda x: f"{100 * x:+.2f}") if pts else (lambda x: f"{x:+.4f}")
-        ci = f"[{f(v['ci_low'])}, {f(v['ci_high'])}]" if v["ci_low"] is not None and np.isfinite(v["ci_low"]) else "–"
-        unit = "points" if pts else v["metric"]
+        unit = " points" if pts else f" ({v['metric']})"
+        ci = f"[{f(v['ci_low'])}, {f(v['ci_high'])}]" if v.get("ci_low") is not None else "–"
+        mde = "–" if v.get("mde") is None else f(v["mde"]).lstrip("+")
         share = "–" if v.get("share_a") is None else f"{v['share_a']:.2f} / {v['share_b']:.2f}"
         cond = f" ({v['condition']})" if v.get("condition") else ""
         cond += f" *{v['regime']}*" if v.get("regime") else ""
-        if v.get("shared_lr_verdict") is None:    # each side at one learning rate already (no per-method choice)
-            same = "–"
-        elif v["shared_lr_verdict"] == v["verdict"]:
-            same = f"yes (lr {v['shared_lr']:g})"
-        else:
-            same = f"no: {v['shared_lr_verdict']} at lr {v['shared_lr']:g} ({f(v['shared_lr_diff'])})"
-        out.append(f"| {meta['notebook'][:2]} | {v['statement']} ([{v['paper']}] {v['where']}){cond} | {v['a']} vs {v['b']} "
-                   f"| {share} | {f(v['mean_diff'])} {ci} {unit} | {int(v['n_pairs'])} | {v['verdict']} | {same} |")
+        cond += f" *{v['departure']}*" if v.get("departure") else ""
+        verdict = v["verdict"]
+        if v.get("lr_robust") is False:
+            verdict = f"depends on the learning rate ({v['verdict']} at the chosen rates)"
+        if v.get("collapses") and not verdict.startswith(INVALID):
+            verdict += f"; {v['collapses']}"
+        holm = "–" if v["p_holm"] is None else f"{v['holm_verdict']} (p = {v['p_holm']:.3g})"
+        out.append(f"| {meta['notebook'][:2]} | {v['statement']} ([{v['paper']}] {v['where']}){cond} | {verdict} | {holm} "
+                   f"| {f(v['mean_diff'])} {ci}{unit} | {mde} | {_test_of(v, f)} | {_lr_cell(v, f)} | {v['a']} vs {v['b']} "
+                   f"| {share} | {int(v['n_pairs'])} |")
+    count = lambda key, val: sum(1 for _, v in rows if v[key] == val)
+    tested = [v for _, v in rows if v["p_holm"] is not None]
+    invalid = sum(1 for _, v in rows if v["verdict"].startswith(INVALID))
+    depends = sum(1 for _, v in rows if v.get("lr_robust") is False)
+    unchecked = sum(1 for _, v in rows if v.get("lr_robust") is None)
     profiles = sorted({f"{m['profile']} on {m['device']}" for m, _ in rows})
-    out.append("")
-    out.append(f"Profile and device: {', '.join(profiles) or 'none'}. Generated by `python -m dynaprune.report verdicts`.")
+    out += ["", f"**{len(rows)} rows.** At the chosen learning rates: {count('verdict', HELD)} held, "
+            f"{count('verdict', DID_NOT_HOLD)} did not hold, {invalid} invalid (an arm collapsed outside its paper's "
+            f"regime), the rest not distinguishable. Holm's adjustment over the {len(tested)} rows with a test (the "
+            f"family: every row of this table except the invalid ones and those with fewer than 3 seeds) leaves "
+            f"{sum(1 for v in tested if v['holm_verdict'] == HELD)} held and "
+            f"{sum(1 for v in tested if v['holm_verdict'] == DID_NOT_HOLD)} did not hold. Learning rate: "
+            f"{sum(1 for _, v in rows if v.get('lr_robust'))} rows checked and robust, {depends} depend on it, "
+            f"{unchecked} not checked (side studies: provisional).",
+            "", "Interval: paired Student t over seeds (`dynaprune.stats`); *smallest detectable*: the true difference "
+            "the row had an 80% chance to detect at its observed spread.",
+            "", f"Profile and device: {', '.join(profiles) or 'none'}. Generated by `python -m dynaprune.report verdicts`."]
     return "\n".join(out)
 
 

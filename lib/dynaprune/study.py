@@ -102,6 +102,39 @@ def curve_results(profile: str, methods=None, jobs: int | None = None, cache_onl
     return out
 
 
+def claim_cells(profile: str, curve: dict) -> list:
+    """The cells of ``curve`` (`curve_results`) on which a claim of `claims.CLAIMS` is tested: each claim's two
+    curve methods at each keep ratio its paper makes it at (None: the methods' own budgets)."""
+    from .claims import CLAIMS
+    cells = [(m, None if r is None else float(r)) for c in CLAIMS.values() if c.curve for r in c.keep_ratios
+             for m in c.curve]
+    return [c for c in dict.fromkeys(cells) if c in curve]
+
+
+def lr_robustness_runs(profile: str, curve: dict, cells=None, jobs: int | None = None, cache_only: bool = False) -> dict:
+    """The evaluation runs of each claim cell (`claim_cells`) at its tied learning rates (`tuning.tied_lrs`: the
+    grid neighbours of its chosen rate that validation cannot tell apart from it) and at the shared default rate
+    (the profile's base lr), on the evaluation seeds: {(cell, lr): results}, the chosen rate's own runs included.
+    These are what `report.lr_robustness` reads to say whether a verdict survives the learning-rate choice."""
+    from . import grids, tuning
+    from .profiles import get
+    P = get(profile)
+    val_size = P["fair"]["val_size"]
+    want = {}
+    for cell in (claim_cells(profile, curve) if cells is None else cells):
+        lr, table, results = curve[cell]
+        want[(cell, lr)] = results
+        for other in tuning.tied_lrs(table, val_size) + [float(P["base"]["lr"])]:
+            if (cell, other) not in want:
+                want[(cell, other)] = [grids.curve_config(profile, *cell, s, other) for s in P["seeds"]]
+    todo = [(k, v) for k, v in want.items() if v and not hasattr(v[0], "records")]
+    got = runs([c for _, cs in todo for c in cs], jobs=jobs, cache_only=cache_only)
+    it = iter(got)
+    for k, cs in todo:
+        want[k] = [next(it) for _ in cs]
+    return want
+
+
 def side_lrs(profile: str, notebook: str, cells: dict, jobs: int | None = None) -> dict:
     """The learning rate of each method of side study ``notebook``: ``cells`` maps a method to the sampler options
     it is tuned at (its main variant, e.g. ``{"ucb": {"keep_ratio": 0.3}}``); each is tuned at the plain side setting

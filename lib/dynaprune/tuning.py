@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 GRID_FACTORS = (0.25, 0.5, 1.0, 2.0)   # around the recipe's value: 4 values spanning 8x (the issue asks >= 3 over >= 4x)
@@ -89,3 +90,32 @@ def tune_then_evaluate(cells, make, grid, tuning_seeds, eval_seeds, runs, extend
     evals = {(cell, s): make(cell, chosen[cell][0], s) for cell in cells for s in eval_seeds}
     done = dict(zip(evals, runs(list(evals.values()))))
     return {cell: (*chosen[cell], [done[(cell, s)] for s in eval_seeds]) for cell in cells}
+
+
+TIE_Z = 1.96    # two lrs whose mean validation accuracies differ by less than TIE_Z standard errors are a tie
+
+
+def tied_lrs(table: pd.DataFrame, val_size: int, z: float = TIE_Z) -> list[float]:
+    """The grid neighbours of the chosen learning rate (one step below and above it on ``table``, `choose_lr`'s
+    grid table) that validation cannot tell apart from it: their mean validation accuracies differ by less than
+    ``z`` standard errors of a difference of two means over the k tuning seeds, SE = sigma sqrt(2 / k), with sigma
+    the larger of one run's binomial error on ``val_size`` images, sqrt(p (1 - p) / val_size), and the tuning
+    seeds' own spread at the two rates (pooled). Only neighbours: a verdict that holds at the chosen rate and at
+    the rates next to it that validation cannot rank below it is robust to the choice; rates further away are
+    further from the optimum (and the shared default rate is checked apart). Returns the tied neighbours, ascending."""
+    t = table.sort_values("lr").reset_index(drop=True)
+    seeds = [c for c in t.columns if c.startswith("val_acc seed")]
+    k = len(seeds)
+    i = int(np.flatnonzero(t["chosen"].to_numpy())[0])
+    best = t.loc[i]
+    out = []
+    for j in (i - 1, i + 1):
+        if not 0 <= j < len(t):
+            continue
+        p = float(best["val_acc mean"])
+        binom = math.sqrt(max(p * (1 - p), 1e-12) / val_size)
+        spread = float(np.sqrt(np.mean([np.var(t.loc[r, seeds].to_numpy(float), ddof=1) for r in (i, j)]))) if k > 1 else 0.0
+        se = max(binom, spread) * math.sqrt(2 / k)
+        if abs(p - float(t.loc[j, "val_acc mean"])) < z * se:
+            out.append(float(t.loc[j, "lr"]))
+    return out
