@@ -11,7 +11,7 @@ DATA   := $(DATA_ROOT)/FashionMNIST/raw/train-images-idx3-ubyte
 PROFILE ?=
 PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE))
 
-.PHONY: setup data study test lab clean-venv bench book
+.PHONY: setup data study test lab clean-venv bench book gpu-data gpu-check
 
 setup: $(STAMP)
 
@@ -45,6 +45,14 @@ book: $(STAMP) $(DATA)
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q libjs-mathjax >/dev/null 2>&1; } || \
 	  echo "[book] Debian's libjs-mathjax is not installed: the pages will load MathJax from its CDN"
 	@$(PY) -m dynaprune.book $(PROFILE_ARG)
+
+# The study's first GPU runs (docs/setup.md): `make gpu-data` packs what travels to a GPU machine; `make gpu-check`
+# runs the gpu-mini profile and the GPU speed table there (it stops clearly without CUDA).
+gpu-data: $(STAMP) $(DATA)
+	@$(PY) -m dynaprune.gpu_check --pack
+
+gpu-check: $(STAMP) $(DATA)
+	@$(PY) -m dynaprune.gpu_check
 
 bench: $(STAMP)
 	$(PY) -m dynaprune.bench

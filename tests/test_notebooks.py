@@ -58,6 +58,33 @@ def test_smoke_profile_runs_and_produces_figures(path, tmp_path, monkeypatch):
     assert sum(len(c.get("outputs", [])) for c in shown) >= len(pngs)
     md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "{cite:p}`" in md and "Take-aways" in md
+    assert not stray_outputs(nbformat.read(executed[0], as_version=4)), stray_outputs(nbformat.read(executed[0], as_version=4))
+
+
+def stray_outputs(nb) -> list[str]:
+    """Outputs a reader should not see on a lesson page: a machine path anywhere, or a cell's bare return value that is
+    the repr of a dict, list or array longer than 3 lines (a table is shown as a DataFrame, a number in a sentence)."""
+    bad = []
+    for i, c in enumerate(nb.cells):
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            text = o.get("text", "") if o.get("output_type") == "stream" else o.get("data", {}).get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            if "PosixPath(" in text or str(ROOT) in text:
+                bad.append(f"cell {i}: a machine path: {text[:80]!r}")
+            if o.get("output_type") == "execute_result" and "text/html" not in o.get("data", {}) \
+                    and text.lstrip().startswith(("{", "[", "array(", "(")) and text.count("\n") > 3:
+                bad.append(f"cell {i}: a bare repr of {text.count(chr(10)) + 1} lines: {text[:80]!r}")
+    return bad
+
+
+def test_stray_outputs_are_found():
+    """The check above can fail: a dict's repr of many lines and a path are found, a short repr and a table are not."""
+    out = lambda data, kind="execute_result": nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output(kind, data=data)])
+    nb = nbformat.v4.new_notebook(cells=[out({"text/plain": "{'a': 1,\n 'b': 2,\n 'c': 3,\n 'd': 4,\n 'e': 5}"}),
+                                         out({"text/plain": f"PosixPath('{ROOT}/figures/x.png')"}),
+                                         out({"text/plain": "{'a': 1}"}),
+                                         out({"text/plain": "   a\n0  1\n1  2\n2  3\n3  4", "text/html": "<table/>"})])
+    assert [b.split(":")[0] for b in stray_outputs(nb)] == ["cell 0", "cell 1"]
 
 
 def test_book_site(tmp_path, monkeypatch):

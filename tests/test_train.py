@@ -68,7 +68,7 @@ def test_hash_is_stable_and_sensitive_to_every_field():
     assert len(keys) == len(changed) and cache.key(c) not in keys
 
 
-def test_bad_config_errors():
+def test_bad_config_errors(tmp_path):
     with pytest.raises(ValueError, match="known: full"):
         cfg(sampler="magic")
     with pytest.raises(ValueError, match="known: mlp"):
@@ -79,9 +79,12 @@ def test_bad_config_errors():
         cfg(epochs="3")
     with pytest.raises(ValueError, match="larger than the training set"):
         run(cfg(batch_size=10_000), use_cache=False)
-    if not torch.cuda.is_available():
+    with pytest.raises(ValueError, match="device must be"):
+        cfg(device="tpu")
+    if not torch.cuda.is_available():       # a CUDA config is data (its cached runs load anywhere); running it is refused
         with pytest.raises(RuntimeError, match="no CUDA GPU"):
-            cfg(device="cuda")
+            run(cfg(device="cuda"), root=tmp_path)
+        assert not list(tmp_path.iterdir())
 
 
 def test_kill_and_resume_is_bit_identical(tmp_path):

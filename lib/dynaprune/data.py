@@ -134,14 +134,18 @@ def _can_apt() -> bool:
         and Path("/etc/debian_version").exists()
 
 
-def _fashion_mnist(root, download=True, **_):
+def _fashion_mnist(root, download=True, train_limit=None, **_):
+    """Fashion-MNIST, normalised; ``train_limit``: the first k training images only (the gpu-mini profile: what
+    `pack_fashion_mnist` ships to a GPU machine, the same data whether the files hold all 60,000 or those k)."""
     import torchvision
     prepare_fashion_mnist(root, download=download)
     tr = torchvision.datasets.FashionMNIST(str(root), train=True, download=False)
     te = torchvision.datasets.FashionMNIST(str(root), train=False, download=False)
-    # Normalise with the training-set statistics (0.2860, 0.3530).
-    f = lambda d: ((d.data.float().div(255).sub(0.2860).div(0.3530)).unsqueeze(1), d.targets.long())
-    (xtr, ytr), (xte, yte) = f(tr), f(te)
+    if train_limit is not None and not 0 < int(train_limit) <= len(tr.data):
+        raise ValueError(f"train_limit must lie in 1..{len(tr.data)}, got {train_limit}")
+    # Normalise with the (full) training-set statistics (0.2860, 0.3530).
+    f = lambda d, k=None: ((d.data[:k].float().div(255).sub(0.2860).div(0.3530)).unsqueeze(1), d.targets[:k].long())
+    (xtr, ytr), (xte, yte) = f(tr, None if train_limit is None else int(train_limit)), f(te)
     return Dataset(xtr, ytr, xte, yte, "classification",
                    {"num_classes": 10, "source": str(Path(root) / "FashionMNIST")})
 
@@ -441,6 +445,31 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, imbalance=
     ds.meta.setdefault("name", name)
     ds.meta["options"] = dict(options)
     return _apply_variants(ds, imbalance, per_class, label_noise, noise_type, variant_seed)
+
+
+def pack_fashion_mnist(out, train_limit: int = 30_000, root=None) -> Path:
+    """Write the raw Fashion-MNIST files with only the first ``train_limit`` training images (and all 10,000 test
+    images) into the xz-compressed tar ``out``, small enough to travel with the working tree to a GPU machine (the
+    full set does not fit its 64 MiB beside the results cache). Unpacked as ``<root>/FashionMNIST/raw`` there, the
+    `_fashion_mnist` loader with ``train_limit`` reads the same tensors as from the full files."""
+    import io
+    import struct
+    import tarfile
+    raw = prepare_fashion_mnist(root)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w:xz", preset=6) as tar:
+        for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+            blob = (raw / name).read_bytes()
+            if name.startswith("train"):        # idx header: magic, count, then dims; keep the first k items
+                ndim = blob[3]
+                head = 4 + 4 * ndim
+                per = int(np.prod(struct.unpack(f">{ndim}I", blob[4:head])[1:])) if ndim > 1 else 1
+                blob = blob[:4] + struct.pack(">I", train_limit) + blob[8:head] + blob[head:head + train_limit * per]
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return out
 
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:

@@ -127,8 +127,8 @@ def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed
     rate tuned elsewhere)."""
     from . import regimes
     from .profiles import base_config, get
-    P = get(profile)
-    base = base_config(profile, **overrides)
+    P = get(profile, check_device=False)      # building a config needs no GPU; running it does (`profiles.get`)
+    base = base_config(profile, check_device=False, **overrides)
     E = base.epochs
     # channels_last: the small CNN's training epoch in 0.73x the time on this CPU (interleaved runs; docs/speed.md)
     common = dict(seed=seed, lr=base.lr if lr is None else float(lr), channels_last=True,

@@ -89,26 +89,40 @@ PROFILES = {
         curves=dict(methods=["full", "reduce_epochs", "random", "omission", "ucb", "es", "el2n"],
                     ratios=[0.1, 0.2, 0.3, 0.5], grid=[0.025, 0.05, 0.1, 0.2], extend=2, tuning_seeds=[100, 101],
                     overrides=dict(eval_every=20))),
+    # The study's first GPU runs (`python -m dynaprune.gpu_check`, about 8 minutes of one GPU): [Omission] §5's recipe
+    # (augmentation, SGD momentum 0.9, wd 5e-4, 10% warm-up + cosine from 0.1, drop_last) with ResNet-18 in its CIFAR
+    # form (3x3 stem, one input channel) on the first 30,000 Fashion-MNIST training images (what travels to a GPU
+    # machine: `dynaprune.data.pack_fashion_mnist`), 15 epochs; full training, random pruning, InfoBatch (its regime),
+    # Omission and UCB (its 20-checkpoint regime) at keep ratio 0.3, seeds run in order while the time budget lasts.
+    # The learning rate is the recipe's, not chosen on validation (no time for a grid): labelled so.
+    "gpu-mini": dict(
+        base=dict(dataset="fashion_mnist", dataset_options={"train_limit": 30_000}, model="resnet18", epochs=15,
+                  batch_size=128, lr=0.1, schedule="cosine", weight_decay=5e-4, momentum=0.9, augment=True,
+                  device="cuda", eval_every=15),
+        seeds=[0, 1, 2], ratios=[0.3], fair=dict(val_size=0),
+        gpu_check=dict(methods={"full": None, "random": 0.3, "infobatch": None, "omission": 0.3, "ucb": 0.3},
+                       budget_s=400)),
 }
 
 
-def get(profile: str) -> dict:
+def get(profile: str, check_device: bool = True) -> dict:
     """The profile's parameters (``side`` and ``side_seeds`` filled in: the base and the seeds unless the
-    profile sets them); a GPU profile on a machine without CUDA is refused clearly."""
+    profile sets them); a GPU profile on a machine without CUDA is refused clearly (``check_device``: reading
+    its cached runs needs no GPU)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
     p = {"side": {}, **PROFILES[profile]}
     p.setdefault("side_seeds", p["seeds"])
-    if p["base"]["device"].startswith("cuda") and not torch.cuda.is_available():
+    if check_device and p["base"]["device"].startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"profile {profile!r} needs a CUDA GPU and this machine has none "
                            "(torch.cuda.is_available() is False). Run smoke/quick/cpu here, or run this "
                            "profile on a GPU machine; its results join the same cache.")
     return {**p, "name": profile}
 
 
-def base_config(profile: str, **overrides) -> RunConfig:
+def base_config(profile: str, check_device: bool = True, **overrides) -> RunConfig:
     """The profile's base RunConfig with ``overrides``."""
-    return RunConfig(**{**get(profile)["base"], **overrides})
+    return RunConfig(**{**get(profile, check_device)["base"], **overrides})
 
 
 def side_config(profile: str, **overrides) -> RunConfig:

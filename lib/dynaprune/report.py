@@ -25,13 +25,12 @@ def figures_dir(profile: str | None = None) -> Path:
 
 
 def savefig(fig, name: str, profile: str, device: str = "cpu"):
-    """Save ``fig`` as <figures_dir(profile)>/<name>.png, stamped with the profile and device that made it."""
+    """Save ``fig`` as <figures_dir(profile)>/<name>.png, stamped with the profile and device that made it; returns None."""
     # below everything (va="top" at y=0): never over an axis label; bbox_inches="tight" keeps it in the file
     fig.text(0.995, -0.01, f"dynaprune · profile={profile} · device={device}", ha="right", va="top",
              fontsize=7, color="0.4")
-    path = figures_dir(profile) / f"{name}.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+    fig.savefig(figures_dir(profile) / f"{name}.png", dpi=110, bbox_inches="tight")
+    # returns nothing: a notebook cell ending here shows the figure, not a machine path
 
 
 def provenance(df: pd.DataFrame) -> str:
@@ -334,7 +333,7 @@ def _clean(v, path="numbers"):
     return np.vectorize(lambda x: float(f"{x:.10g}"), otypes=[float])(arr).tolist()
 
 
-def key_numbers(name: str, *, profile: str, device: str, seeds=None, verdicts=(), **numbers) -> dict:
+def key_numbers(name: str, *, profile: str, device: str, seeds=None, verdicts=(), **numbers) -> None:
     """Record a notebook's headline numbers next to its figures (<figures_dir(profile)>/<name>_numbers.json),
     labelled: each value keyed by claim / method / condition, with the profile, device and seeds
     that made them, and the verdict rows of the claims the notebook tests (`claims.test`)."""
@@ -344,7 +343,7 @@ def key_numbers(name: str, *, profile: str, device: str, seeds=None, verdicts=()
                verdicts=[_clean(v, f"verdicts[{i}]") for i, v in enumerate(verdicts)],
                numbers=_clean(numbers))
     (figures_dir(profile) / f"{name}_numbers.json").write_text(json.dumps(out, indent=1, sort_keys=True))
-    return out
+    # returns nothing: a notebook cell ending here shows no repr of the numbers (the file is what a reader opens)
 
 
 def _test_of(v: dict, f) -> str:

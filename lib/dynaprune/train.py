@@ -75,7 +75,12 @@ def _world(c: RunConfig) -> tuple[int, int]:
 
 
 def _device(c: RunConfig) -> torch.device:
-    """The run's device; each process of a CUDA DDP run takes the GPU of its LOCAL_RANK."""
+    """The run's device; each process of a CUDA DDP run takes the GPU of its LOCAL_RANK. A CUDA run on a machine
+    without CUDA is refused here, before anything is loaded or trained (a CUDA config stays readable: its cached
+    results load anywhere)."""
+    if c.device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {c.device!r} was asked for but this machine has no CUDA GPU "
+                           "(torch.cuda.is_available() is False); use a CPU profile or run it on a GPU machine")
     if c.world_size > 1 and c.device == "cuda":
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device(c.device)
