@@ -59,7 +59,7 @@ bench: $(STAMP)
 
 # JupyterLab refuses to start as root (most containers) unless told --allow-root.
 lab: $(STAMP) $(DATA)
-	$(VENV)/bin/jupyter lab notebooks/ $$(test "$$(id -u)" = 0 && echo --allow-root)
+	$(VENV)/bin/jupyter lab notebooks/ --config=.jupyter/jupyter_server_config.py $$(test "$$(id -u)" = 0 && echo --allow-root)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -161,3 +161,25 @@ def test_citations_stand_on_their_own():
                                    r"KAKURENBO|EL2N|Forgetting|SRG|SIREN)\]", (ROOT / f).read_text(encoding="utf-8")))
     assert used and used <= keys and {"Omission", "Raju", "ES", "OnlineIS", "InfoBatch"} <= keys
     assert keys == set(re.findall(r"^\| \[(\w+)\] \|", (ROOT / "REFERENCES.md").read_text(), re.M))
+
+
+@pytest.mark.parametrize("src", NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_notebook_saved_by_jupyter_after_run_all_is_what_git_holds(src, tmp_path):
+    """`make lab`'s save path: Jupyter's FileContentsManager with `dynaprune.lab.strip_on_save` as its pre-save hook
+    (`.jupyter/jupyter_server_config.py`) writes an executed notebook (outputs, counts, language_info, Lab's cell state)
+    as exactly the committed bytes, so `git status` stays clean after Run All and a save."""
+    from jupyter_server.services.contents.filemanager import FileContentsManager
+    from traitlets.config import Config
+    cfg = Config()
+    exec(compile((ROOT / ".jupyter" / "jupyter_server_config.py").read_text(), "config", "exec"), {"c": cfg})
+    nb = nbformat.read(src, as_version=4)
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11.7"}
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == "code":
+            c.execution_count = i
+            c.outputs = [nbformat.v4.new_output("stream", name="stdout", text="ran\n")]
+            c.metadata["scrolled"] = True
+    cm = FileContentsManager(root_dir=str(tmp_path))
+    cm.pre_save_hook = cfg.FileContentsManager.pre_save_hook
+    cm.save({"type": "notebook", "format": "json", "content": nb}, src.name)
+    assert (tmp_path / src.name).read_bytes() == src.read_bytes()
