@@ -284,8 +284,13 @@ def diagnose_results(results, rerun: bool = True) -> pd.DataFrame:
     return diagnose(entries, rerun=rerun)
 
 
-def _entries():
-    for j in sorted(cache._root(None).glob("*.json")):
+def _entries(keys=None):
+    """The run entries of the results cache (those of ``keys`` only, when given: missing keys are skipped)."""
+    root = cache._root(None)
+    files = sorted(root.glob("*.json")) if keys is None else [root / f"{k}.json" for k in keys if k]
+    for j in files:
+        if not j.exists():
+            continue
         meta = json.loads(j.read_text())
         if cache.is_run_entry(meta):
             yield meta

@@ -202,12 +202,8 @@ def collapses(keys) -> pd.DataFrame:
     """`diagnose.diagnose` of the cached runs ``keys`` (one config's seeds: each other's seed-mates): one row per
     collapsed run with its cause. Diagnostics that need a re-run are read from the cache's analyses (never
     recomputed under DYNAPRUNE_CACHE_ONLY)."""
-    import json
-    from . import cache
-    from .diagnose import diagnose
-    root = cache._root(None)
-    entries = [json.loads((root / f"{k}.json").read_text()) for k in keys if k and (root / f"{k}.json").exists()]
-    return diagnose(entries) if entries else diagnose([])
+    from .diagnose import _entries, diagnose
+    return diagnose(list(_entries(keys)))
 
 
 def _collapse_note(arm: str, d: pd.DataFrame, n: int) -> str:
@@ -350,7 +346,7 @@ def _test_of(v: dict, f) -> str:
     """The test a row makes, in words, with its margin and where the margin comes from."""
     m, src = v.get("margin") or 0.0, v.get("margin_source") or ""
     src = f"; {src}" if src else ""
-    return {"greater": f"A > B" + (f" + {f(m).lstrip('+')}" if m else ""),
+    return {"greater": "A > B" + (f" + {f(m).lstrip('+')}" if m else ""),
             "less": "A < B" + (f" - {f(m).lstrip('+')}" if m else ""),
             "noninferior": f"A >= B - {f(m).lstrip('+')} (non-inferiority{src})",
             "equivalent": f"|A - B| < {f(m).lstrip('+')} (equivalence{src})"}[v["direction"]]

@@ -120,19 +120,17 @@ def lr_robustness_runs(profile: str, curve: dict, cells=None, jobs: int | None =
     from .profiles import get
     P = get(profile)
     val_size = P["fair"]["val_size"]
-    want = {}
+    out, todo = {}, {}
     for cell in (claim_cells(profile, curve) if cells is None else cells):
         lr, table, results = curve[cell]
-        want[(cell, lr)] = results
+        out[(cell, lr)] = results
         for other in tuning.tied_lrs(table, val_size) + [float(P["base"]["lr"])]:
-            if (cell, other) not in want:
-                want[(cell, other)] = [grids.curve_config(profile, *cell, s, other) for s in P["seeds"]]
-    todo = [(k, v) for k, v in want.items() if v and not hasattr(v[0], "records")]
-    got = runs([c for _, cs in todo for c in cs], jobs=jobs, cache_only=cache_only)
-    it = iter(got)
-    for k, cs in todo:
-        want[k] = [next(it) for _ in cs]
-    return want
+            if (cell, other) not in out:
+                todo[(cell, other)] = [grids.curve_config(profile, *cell, s, other) for s in P["seeds"]]
+    todo = {k: cs for k, cs in todo.items() if k not in out}
+    got = iter(runs([c for cs in todo.values() for c in cs], jobs=jobs, cache_only=cache_only))
+    out.update({k: [next(got) for _ in cs] for k, cs in todo.items()})
+    return out
 
 
 def side_lrs(profile: str, notebook: str, cells: dict, jobs: int | None = None) -> dict:
