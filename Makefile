@@ -11,7 +11,7 @@ DATA   := $(DATA_ROOT)/FashionMNIST/raw/train-images-idx3-ubyte
 PROFILE ?=
 PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE))
 
-.PHONY: setup data study test lab clean-venv bench book gpu-data gpu-check
+.PHONY: setup data study test lab clean-venv bench book browser gpu-data gpu-check
 
 setup: $(STAMP)
 
@@ -34,8 +34,19 @@ $(DATA): | $(STAMP)
 study: $(STAMP) $(DATA)
 	@$(PY) -m dynaprune.study $(PROFILE_ARG)
 
-test: $(STAMP) $(DATA)
+test: $(STAMP) $(DATA) browser
 	@$(PY) -m pytest -n 2 tests
+
+# The site's browser test (tests/test_notebooks.py) opens the pages in headless Chromium with offline MathJax: Debian's
+# chromium, chromium-driver and libjs-mathjax, installed here when we are root on Debian; without them the browser part
+# of the test is skipped and says why.
+BROWSER_PKGS := /usr/bin/chromium /usr/bin/chromedriver /usr/share/javascript/mathjax/MathJax.js
+browser:
+	@for f in $(BROWSER_PKGS); do test -e $$f || missing=1; done; test -z "$$missing" || \
+	  { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver libjs-mathjax >/dev/null 2>&1 && \
+	    echo "[browser] installed Debian's chromium, chromium-driver and libjs-mathjax"; } || \
+	  echo "[browser] Debian's chromium / chromium-driver / libjs-mathjax are not installed: the site's browser test will be skipped"
 
 # The course site in build/book/ (open build/book/index.html): Sphinx + MyST-NB + sphinx-book-theme +
 # sphinxcontrib-bibtex over the notebooks executed from the committed cache. MathJax comes from Debian's

@@ -18,8 +18,14 @@ extensions = ["myst_nb", "sphinxcontrib.bibtex"]
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "docs/_extra", "docs/_static"]
 html_theme = "sphinx_book_theme"
 html_title = "dynaprune: the workbook"
-html_theme_options = {"show_toc_level": 2, "use_download_button": False, "use_fullscreen_button": False}
-html_static_path = ["_static"] if (Path(__file__).parent / "_static").is_dir() else []
+html_theme_options = {"show_toc_level": 2, "use_download_button": False, "use_fullscreen_button": False,
+                      "navbar_persistent": [], "navbar_end": []}
+# one search box: the sidebar's (the header's persistent one is switched off above)
+html_sidebars = {"**": ["navbar-logo.html", "search-button-field.html", "sbt-sidebar-nav.html"]}
+html_context = {"default_mode": "light"}   # a stated mode: without one the theme logs "invalid theme mode" in the console
+html_static_path = ["_static"]             # dynaprune.css, the favicon, and MathJax when dynaprune.book copies it in
+html_css_files = ["dynaprune.css"]
+html_favicon = "_static/favicon.svg"
 html_extra_path = ["_extra"]          # index.html at the site's root: a redirect to docs/index.html
 html_show_sourcelink = False
 

@@ -1,6 +1,7 @@
 """Every notebook runs end to end on the smoke profile (papermill), writes its figures, and its key
 numbers are finite; sources are committed clean and parameterised (pyprobml / numpyro style)."""
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -58,6 +59,8 @@ def test_smoke_profile_runs_and_produces_figures(path, tmp_path, monkeypatch):
     assert sum(len(c.get("outputs", [])) for c in shown) >= len(pngs)
     md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "{cite:p}`" in md and "Take-aways" in md
+    executed_nb = nbformat.read(executed[0], as_version=4)
+    assert not stray_outputs(executed_nb), stray_outputs(executed_nb)      # what a reader sees: no bare reprs, no paths
 
 
 def stray_outputs(nb) -> list[str]:
@@ -109,6 +112,41 @@ def test_book_site(tmp_path, monkeypatch):
     assert all(f'id="{i}"' in refs for i, _ in cites)                        # each link lands on a bibliography entry
     assert (out / "search.html").exists() and (out / "searchindex.js").stat().st_size > 1000
     assert (out / "NOTATION.html").exists() and 'href="NOTATION.html"' in page.replace("../NOTATION.html", "NOTATION.html")
+    # the site as a reader opens it (headless Chromium): no console error, nothing wider than the text column, no output
+    # taller than two screens, display maths centred, figures not shrunk below legible size
+    if book.browser_missing():
+        pytest.skip(f"browser part of the site test skipped: {book.browser_missing()}")
+    found = book.check_site(out)
+    assert set(found) >= {"docs/index.html", "notebooks/01_optimal_sampling_theory.html", "REFERENCES.html"}
+    assert not any(found.values()), {p: v for p, v in found.items() if v}
+
+
+def test_the_browser_check_finds_what_a_reader_would(tmp_path):
+    """The site check can fail: a page with a console error, a 3,000 px wide table, an output 5 screens tall and a
+    display equation pushed to the right is reported on each count; a clean page is not."""
+    from dynaprune import book
+    if book.browser_missing():
+        pytest.skip(book.browser_missing())
+    col = '<article class="bd-article" style="width:700px">{}</article>'
+    (tmp_path / "bad.html").write_text("<html><body>" + col.format(
+        '<script>console.error("boom")</script><table style="width:3000px"><tr><td>x</td></tr></table>'
+        '<div class="cell_output" style="height:5000px">long</div>'
+        '<div class="math" style="display:flex;flex-direction:row-reverse"><span class="MathJax_CHTML" style="width:100px;'
+        'display:inline-block">x</span></div>') + "</body></html>")
+    (tmp_path / "good.html").write_text("<html><body>" + col.format("<p>fine</p>") + "</body></html>")
+    found = book.check_site(tmp_path, pages=["bad.html", "good.html"])
+    assert found["good.html"] == []
+    kinds = " | ".join(found["bad.html"])
+    assert all(k in kinds for k in ("console:", "wider than the column", "taller than two screens", "off centre")), kinds
+
+
+def test_lesson_titles_are_the_same_everywhere():
+    """The sidebar shows each notebook's title (its first heading); the site's home page and the README list the same."""
+    titles = [next(l[2:] for l in nbformat.read(p, as_version=4).cells[0].source.splitlines() if l.startswith("# "))
+              for p in NOTEBOOKS]
+    for doc in (ROOT / "docs" / "index.md", ROOT / "README.md"):
+        listed = re.findall(r"^\s*- \[(\d\d · [^\]]+)\]\(", doc.read_text(encoding="utf-8"), re.M)
+        assert listed == titles, doc.name
 
 
 def test_every_citation_key_resolves_to_the_bibliography():

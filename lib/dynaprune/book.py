@@ -153,6 +153,135 @@ def sphinx(src: Path, out: Path) -> Path:
     return out / "index.html"
 
 
+
+# ---- the site as a reader opens it: headless Chromium (Debian's chromium + chromium-driver) through selenium ----
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+# what is measured on every page, in the page (JavaScript): the content column's box, every element that sticks out of
+# it (unless a scrolling ancestor inside the column holds it), every output block taller than two screens, every display
+# equation whose rendered box is not centred in its block (MathJax 2's CommonHTML output)
+_MEASURE = r"""
+const col = document.querySelector('article.bd-article') || document.querySelector('main');
+const c = col.getBoundingClientRect(), H = window.innerHeight, bad = {wide: [], tall: [], off_centre: [], shrunk: []};
+const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className && e.className.baseVal === undefined
+  ? '.' + String(e.className).trim().split(/\s+/).slice(0, 2).join('.') : '');
+const clipped = e => { for (let a = e.parentElement; a && a !== col; a = a.parentElement) {
+  const s = getComputedStyle(a); if (/(auto|scroll|hidden)/.test(s.overflowX) && a.getBoundingClientRect().right <= c.right + 1) return true; }
+  return false; };
+for (const e of col.querySelectorAll('*')) {
+  const r = e.getBoundingClientRect();
+  if (r.width && r.right > c.right + 1 && !clipped(e)) bad.wide.push(`${name(e)}: ${Math.round(r.width)} px, right edge ${Math.round(r.right - c.right)} px past the column`);
+}
+for (const e of col.querySelectorAll('div.cell_output')) {
+  const h = e.getBoundingClientRect().height; if (h > 2 * H) bad.tall.push(`${name(e)}: ${Math.round(h)} px (screen ${H} px)`);
+}
+for (const e of col.querySelectorAll('div.math')) {
+  const m = e.querySelector('.MathJax_CHTML, mjx-container, .MathJax'); if (!m) continue;
+  const a = e.getBoundingClientRect(), b = m.getBoundingClientRect();
+  const off = (b.left + b.right) / 2 - (a.left + a.right) / 2;
+  if (b.width < a.width - 40 && Math.abs(off) > 20) bad.off_centre.push(`${e.id || name(e)}: ${Math.round(off)} px off centre`);
+}
+for (const e of col.querySelectorAll('div.cell_output img')) {
+  const k = e.naturalWidth / e.getBoundingClientRect().width;   // > 1: the figure is shown smaller than it was drawn
+  if (e.naturalWidth && k > 1.35) bad.shrunk.push(`${e.getAttribute('src').split('/').pop()}: drawn ${e.naturalWidth} px, shown ${Math.round(e.getBoundingClientRect().width)} px`);
+}
+bad.column = Math.round(c.width); bad.height = Math.round(document.body.scrollHeight);
+return bad;
+"""
+
+
+def browser_missing() -> str | None:
+    """Why no browser check can run here (None where it can)."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        return f"no headless Chromium ({CHROMIUM}, {CHROMEDRIVER}): install Debian's chromium and chromium-driver " \
+               "(`make browser`)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (`make setup` installs it)"
+    return None
+
+
+def browser():
+    """A headless Chromium driven by selenium, or None with the reason (no browser installed here)."""
+    why = browser_missing()
+    if why:
+        return None, why
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    # offline: no background connections (this machine's network is closed), a fresh profile every time
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              "--disable-dev-shm-usage", "--window-size=1400,1000", "--hide-scrollbars"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts), None
+
+
+def serve(site: Path):
+    """The site on a loopback port (search needs http://: from file:// the browser blocks reading the pages' text);
+    returns (server, base URL). Stop it with ``server.shutdown()``."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(site))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}/"
+
+
+def lesson_pages(site: Path) -> list[str]:
+    """The pages a reader opens, relative to the site: the home page, every lesson, every document."""
+    pages = ["docs/index.html"] + sorted(str(p.relative_to(site)) for p in (site / "notebooks").glob("*.html"))
+    pages += sorted(str(p.relative_to(site)) for p in (site / "docs").glob("*.html") if p.name not in ("index.html",))
+    return pages + [p for p in ("README.html", "NOTATION.html", "REFERENCES.html") if (site / p).exists()]
+
+
+def check_site(site: Path, pages=None, shots: Path | None = None) -> dict:
+    """Open each page in headless Chromium at 1,400 x 1,000 px and measure it as a reader sees it: console errors,
+    elements wider than the content column, output blocks taller than two screens, display equations off centre,
+    figures shown at less than 1 / 1.35 of the size they were drawn (a 10 pt label would read below about 7 pt).
+    Returns {page: [problems]} (empty lists: all good); with ``shots``, a screenshot of each page's first screen
+    and one of the whole page (PNG) go there. Raises RuntimeError where no browser is installed."""
+    import time as _time
+    drv, why = browser()
+    if drv is None:
+        raise RuntimeError(why)
+    srv, base = serve(Path(site))
+    out = {}
+    try:
+        for page in pages or lesson_pages(Path(site)):
+            drv.get(base + page)
+            # MathJax 2 typesets after load: wait for its queue (or its absence) before measuring
+            drv.execute_async_script("const done = arguments[arguments.length - 1];"
+                                     "if (window.MathJax && MathJax.Hub) MathJax.Hub.Queue(() => done(1)); else done(0);")
+            _time.sleep(0.2)
+            m = drv.execute_script(_MEASURE)
+            errors = [e["message"] for e in drv.get_log("browser") if e["level"] == "SEVERE"]
+            out[page] = [f"console: {e}" for e in errors] + [f"wider than the column ({m['column']} px): {w}" for w in m["wide"][:5]] \
+                + [f"taller than two screens: {t}" for t in m["tall"]] + [f"display maths off centre: {o}" for o in m["off_centre"][:5]] \
+                + [f"figure shrunk (its text below legible size): {x}" for x in m["shrunk"]]
+            if len(m["wide"]) > 5:
+                out[page].append(f"... and {len(m['wide']) - 5} more elements wider than the column")
+            if shots is not None:
+                shots.mkdir(parents=True, exist_ok=True)
+                stem = page.replace("/", "_").removesuffix(".html")
+                drv.save_screenshot(str(shots / f"{stem}.png"))
+                drv.set_window_size(1400, min(m["height"], 16000))
+                drv.save_screenshot(str(shots / f"{stem}_full.png"))
+                drv.set_window_size(1400, 1000)
+    finally:
+        drv.quit()
+        srv.shutdown()
+    return out
+
+
 def build(profile: str = COMMITTED, out=None, only=None) -> Path:
     """Execute, stage and build the whole site; returns the index page."""
     out = Path(out) if out is not None else ROOT / "build" / "book"
@@ -169,9 +298,22 @@ def main(argv=None):
     ap.add_argument("--profile", default=COMMITTED, choices=list(PROFILES))
     ap.add_argument("--out", default=str(ROOT / "build" / "book"))
     ap.add_argument("--only", nargs="*", help="notebook names (or parts of them)")
+    ap.add_argument("--check", action="store_true",
+                    help="after the build, open every page in headless Chromium and report what a reader would stumble on")
+    ap.add_argument("--shots", help="with --check: a folder for each page's screenshots (first screen and whole page)")
+    ap.add_argument("--check-only", action="store_true", help="check the site already built in --out (no build)")
     a = ap.parse_args(argv)
-    index = build(a.profile, a.out, a.only)
-    print(f"[book] open {index} in a browser (file://{index.resolve()})")
+    out = Path(a.out)
+    index = out / "index.html" if a.check_only else build(a.profile, out, a.only)
+    if a.check or a.check_only:
+        found = check_site(out, shots=Path(a.shots) if a.shots else None)
+        for page, problems in found.items():
+            print(f"[book] {page}: " + ("ok" if not problems else "\n    ".join([""] + problems)))
+        if any(found.values()):
+            return 1
+    print(f"[book] serve it with `python -m http.server -d {out}` and open http://localhost:8000/ "
+          f"(search needs http://; from file://{index.resolve()} pages open but search shows no text)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -98,6 +98,35 @@ def label_of(cfg: dict) -> str:
     return " ".join(parts)
 
 
+# how a figure names a method (the cache's labels stay the sampler keys)
+METHOD_NAMES = {"full": "full data", "random": "random pruning", "random_dynamic": "random dynamic [Raju]",
+                "uncertainty_ema": "uncertainty-EMA [Raju]", "epsilon_greedy": "ε-greedy [Raju]", "ucb": "UCB [Raju]",
+                "omission": "Omission", "omission_batch": "Omission, batch-level", "infobatch": "InfoBatch",
+                "es": "Evolved Sampling", "eswp": "ES with pruning", "online_is": "online IS",
+                "online_prune": "online pruning [OnlineIS]", "el2n": "EL2N (static)", "forgetting": "forgetting (static)",
+                "kakurenbo": "KAKURENBO", "extra_forward_bernoulli": "extra-forward Bernoulli", "loss_is": "loss IS",
+                "weighted_replacement": "weighted, with replacement", "selective_backprop": "Selective Backprop",
+                "ordered_sgd": "ordered SGD", "historical_replacement": "historical, with replacement",
+                "historical_ranking": "historical ranking", "reduce_epochs": "Reducing Epoch",
+                "reduce_epochs_scaled": "Reducing Epoch, lr scaled"}
+# options a figure leaves out of a method's name: the budget (the panel or axis shows it) and regime bookkeeping
+_QUIET_OPTIONS = {"keep_ratio", "checkpoints_per_epoch", "period", "score_epochs", "score_models", "prune_K",
+                  "prune_every", "equal_steps"}
+_GREEK = {"delta": "δ", "alpha": "α", "eps": "ε", "beta": "β", "beta1": "β1", "beta2": "β2"}
+
+
+def display_name(label: str) -> str:
+    """A cache label (`label_of`: ``"infobatch delta=0.875,r=0.5"``) as a figure names it (``"InfoBatch (δ=0.875, r=0.5)"``):
+    the method's name, and only the options that tell variants apart."""
+    head, _, rest = label.partition(" ")
+    name = METHOD_NAMES.get(head, head)
+    if head.startswith("reduce_epochs"):
+        return f"{name} ({rest})" if rest else name
+    opts = [o.split("=", 1) for o in rest.split(",") if "=" in o]
+    shown = [f"{_GREEK.get(k, k)}={v}" for k, v in opts if k not in _QUIET_OPTIONS]
+    return name + (f" ({', '.join(shown)})" if shown else "")
+
+
 def with_labels(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df.assign(label=[])
@@ -308,6 +337,56 @@ def verdict_frame(rows) -> pd.DataFrame:
             "a_mean", "b_mean", "share_a", "share_b", "collapses"]
     df = pd.DataFrame(list(rows))
     return df[[c for c in cols if c in df]]
+
+
+class Table:
+    """A table as a lesson reads it (`table`): the columns that carry the point, first rows only, no index unless it
+    names the rows; the whole table folded below it (a ``<details>`` block in Lab and on the site). ``frame`` is the
+    whole DataFrame, to work with."""
+
+    def __init__(self, frame: pd.DataFrame, shown: pd.DataFrame, caption: str | None = None):
+        self.frame, self.shown, self.caption = frame, shown, caption
+
+    def _index(self, df):
+        return not isinstance(df.index, pd.RangeIndex)
+
+    def _repr_html_(self):
+        cap = f"<p><em>{self.caption}</em></p>" if self.caption else ""
+        html = f'<div class="dp-table">{cap}' + self.shown.to_html(index=self._index(self.shown), border=0, na_rep="")
+        cut = len(self.frame) - len(self.shown), self.frame.shape[1] - self.shown.shape[1]
+        if any(cut):
+            what = " and ".join(x for x in (f"{len(self.frame)} rows" if cut[0] else "",
+                                            f"{self.frame.shape[1]} columns" if cut[1] else "") if x)
+            html += f"<details><summary>the whole table ({what})</summary><div>" + \
+                self.frame.to_html(index=self._index(self.frame), border=0, na_rep="") + "</div></details>"
+        return html + "</div>"
+
+    def __repr__(self):
+        more = len(self.frame) - len(self.shown)
+        return (f"{self.caption}\n" if self.caption else "") + self.shown.to_string(index=self._index(self.shown)) + \
+            (f"\n... {more} more rows (.frame)" if more > 0 else "")
+
+
+def table(df: pd.DataFrame, cols=None, rows: int = 12, caption: str | None = None, digits: int | None = 4) -> Table:
+    """``df`` for a lesson page: ``cols`` (default all; in that order) of its first ``rows`` rows, floats rounded to
+    ``digits``; the whole table folded below when anything was left out. A cell ending in ``report.table(...)`` shows it."""
+    df = df.to_frame() if isinstance(df, pd.Series) else df
+    df = df.round(digits) if digits is not None else df
+    shown = df[list(cols)] if cols is not None else df
+    return Table(df, shown.head(rows), caption)
+
+
+def verdict_view(rows, caption: str | None = None) -> Table:
+    """Verdict rows (`compare`) for a lesson page: the verdict, the difference with its 95% interval, the claim and
+    its condition, p and pairs; every column (`verdict_frame`) folded below."""
+    df = verdict_frame(rows)
+    if not len(df):
+        return Table(df, df, caption)
+    f = lambda x: "" if x is None or not np.isfinite(x) else f"{x:+.4f}"
+    df.insert(2, "difference [95% CI]", [f"{f(m)} [{f(lo)}, {f(hi)}]" for m, lo, hi in
+                                         zip(df["mean_diff"], df["ci_low"], df["ci_high"])])
+    cols = [c for c in ("verdict", "difference [95% CI]", "claim", "condition", "p_value", "n_pairs") if c in df]
+    return Table(df.round(4), df[cols].round(4), caption)
 
 
 def _clean(v, path="numbers"):

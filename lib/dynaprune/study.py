@@ -27,8 +27,10 @@ from .train import RunConfig, run
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTORS = ("local", "submitit")
-# papermill's kernels log nothing a reader can act on (e.g. "Kernel is running over TCP without encryption")
-KERNEL_QUIET = ["--IPKernelApp.log_level=ERROR"]
+# papermill's kernels log nothing a reader can act on: "Kernel is running over TCP without encryption" (a warning), and
+# "ERROR | KeyboardInterrupt caught in kernel" when the kernel is shut down after its last cell (harmless, read as a
+# failure). A cell that fails still fails the run: papermill raises it with its traceback.
+KERNEL_QUIET = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 def _run_one(config: RunConfig, threads: int | None = None):
