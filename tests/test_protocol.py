@@ -3,6 +3,7 @@ chosen on validation data only, the papers' regimes quoted and labelled."""
 import math
 from types import SimpleNamespace
 
+import re
 import numpy as np
 import pytest
 import torch
@@ -420,6 +421,8 @@ def test_the_verdict_table_says_whether_a_verdict_depends_on_the_learning_rate_a
     assert "depends: did not hold with omission at lr 0.1 (tied) (-1.50)" in table
     assert table.count(f"| not distinguishable at this scale (p = {min(1, 2 * v['p_value']):.3g}) |") == 2
     assert "2 held, 0 did not hold" in table and "leaves 0 held and 0 did not hold" in table
+    rows = [l for l in table.splitlines() if l.startswith("| ")]
+    assert rows[0].startswith("| verdict | after Holm") and all(len(re.split(r"(?<!\\)\|", l)) == 13 for l in rows)
 
 
 def test_curve_time_benchmark_times_every_cell_and_reuses_full_epochs_for_reducing_epoch(tmp_path, monkeypatch):

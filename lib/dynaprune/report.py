@@ -376,7 +376,7 @@ def table(df: pd.DataFrame, cols=None, rows: int = 12, caption: str | None = Non
     return Table(df, shown.head(rows), caption)
 
 
-def verdict_view(rows, caption: str | None = None) -> Table:
+def verdict_view(rows, caption: str | None = None, rows_shown: int = 15) -> Table:
     """Verdict rows (`compare`) for a lesson page: the verdict, the difference with its 95% interval, the claim and
     its condition, p and pairs; every column (`verdict_frame`) folded below."""
     df = verdict_frame(rows)
@@ -385,8 +385,9 @@ def verdict_view(rows, caption: str | None = None) -> Table:
     f = lambda x: "" if x is None or not np.isfinite(x) else f"{x:+.4f}"
     df.insert(2, "difference [95% CI]", [f"{f(m)} [{f(lo)}, {f(hi)}]" for m, lo, hi in
                                          zip(df["mean_diff"], df["ci_low"], df["ci_high"])])
-    cols = [c for c in ("verdict", "difference [95% CI]", "claim", "condition", "p_value", "n_pairs") if c in df]
-    return Table(df.round(4), df[cols].round(4), caption)
+    cols = [c for c in ("verdict", "difference [95% CI]", "claim", "condition", "p_value", "n_pairs", "lr_robust")
+            if c in df]
+    return Table(df.round(4), df[cols].round(4).head(rows_shown), caption)
 
 
 def _clean(v, path="numbers"):
@@ -462,8 +463,10 @@ def verdict_table(root=None) -> str:
     of its outcomes: raw, after Holm's adjustment over the table, invalid, depending on the learning rate."""
     from .stats import DID_NOT_HOLD, HELD, INVALID
     rows = verdict_rows(root)
-    out = ["| notebook | claim ([paper] where) | verdict | after Holm (table-wide) | A - B, 95% CI | smallest detectable "
+    # the verdict and its interval first: what a reader looks for, visible where a page is narrower than the table
+    out = ["| verdict | after Holm (table-wide) | A - B, 95% CI | claim ([paper] where) | notebook | smallest detectable "
            "(80% power) | test | learning rate | A vs B | backprop share A / B | seeds |", "|---" * 11 + "|"]
+    cell = lambda x: str(x).replace("|", "\\|")     # a pipe in a cell (|A - B|) would split it in two
     for meta, v in rows:
         # accuracy differences in percentage points (the papers' unit); other metrics as they are, named
         pts = "accuracy" in v.get("metric", "accuracy")
@@ -481,9 +484,10 @@ def verdict_table(root=None) -> str:
         if v.get("collapses") and not verdict.startswith(INVALID):
             verdict += f"; {v['collapses']}"
         holm = "–" if v["p_holm"] is None else f"{v['holm_verdict']} (p = {v['p_holm']:.3g})"
-        out.append(f"| {meta['notebook'][:2]} | {v['statement']} ([{v['paper']}] {v['where']}){cond} | {verdict} | {holm} "
-                   f"| {f(v['mean_diff'])} {ci}{unit} | {mde} | {_test_of(v, f)} | {_lr_cell(v, f)} | {v['a']} vs {v['b']} "
-                   f"| {share} | {int(v['n_pairs'])} |")
+        out.append("| " + " | ".join(map(cell, (verdict, holm, f"{f(v['mean_diff'])} {ci}{unit}",
+                                                 f"{v['statement']} ([{v['paper']}] {v['where']}){cond}",
+                                                 meta["notebook"][:2], mde, _test_of(v, f), _lr_cell(v, f),
+                                                 f"{v['a']} vs {v['b']}", share, int(v["n_pairs"])))) + " |")
     count = lambda key, val: sum(1 for _, v in rows if v[key] == val)
     tested = [v for _, v in rows if v["p_holm"] is not None]
     invalid = sum(1 for _, v in rows if v["verdict"].startswith(INVALID))
