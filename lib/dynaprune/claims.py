@@ -135,6 +135,23 @@ CLAIMS = {c.key: c for c in [
     Claim("uncertainty_below_random_dynamic_downsampled", "Raju", "Fig. 9a", "on downsampled data, uncertainty-EMA is "
           "worse than random dynamic pruning", "04_selection_distribution", "uncertainty_ema", "random_dynamic",
           direction="less"),
+    # the field since the five papers (tested on the budget curves once a profile's curves run them)
+    Claim("rs2_vs_static", "RS2", "abstract, Table 1", "repeated random sampling without replacement (RS2) beats "
+          "static pruning (here EL2N scores) at the same per-round budget in the high-compression regime",
+          "05_method_comparison", "rs2", "el2n", curve=("rs2", "el2n"), keep_ratios=(0.1,),
+          paper_number="'up to 29%' more accuracy than competing pruning methods on ImageNet below 10% per round",
+          departure="[RS2]'s headline is ImageNet below 10% of the data per round; tested here at keep ratio 0.1"),
+    Claim("seta_lossless", "SeTa", "abstract", "SeTa saves backprops while maintaining or improving accuracy: at its "
+          "own budget it is not worse than full-data training by more than 0.5 points", "05_method_comparison",
+          "seta", "full", direction="noninferior", margin=DEFAULT_MARGIN, margin_source=DEFAULT_MARGIN_SOURCE,
+          paper_number="'reduces training costs by up to 50% while maintaining or improving performance'",
+          budgets="unequal", curve=("seta", "full"), keep_ratios=(None,)),
+    Claim("ies_lossless", "IES", "abstract", "IES leaves mastered samples out of backpropagation while maintaining or "
+          "slightly improving accuracy: at its own budget it is not worse than full-data training by more than 0.5 "
+          "points", "05_method_comparison", "ies", "full", direction="noninferior", margin=DEFAULT_MARGIN,
+          margin_source=DEFAULT_MARGIN_SOURCE,
+          paper_number="'reduce backpropagation instances by 10%-50% while maintaining or even slightly improving the "
+                       "test accuracy'", budgets="unequal", curve=("ies", "full"), keep_ratios=(None,)),
     Claim("always_plus_random", "Raju", "Table 1", "the always set plus random sometimes samples beats a static subset "
           "of the same size", "04_selection_distribution", "always + random", "static top-k"),
 ]}

@@ -30,6 +30,7 @@ RATIO_METHODS = {
     "infobatch": lambda r, E, P: {"keep_ratio": r},
     "kakurenbo": lambda r, E, P: {"keep_ratio": r},
     "online_prune": lambda r, E, P: {"keep_ratio": r, "equal_steps": False, "prune_every": max(1, round(E / 4))},
+    "rs2": lambda r, E, P: {"keep_ratio": r},     # [RS2]: without replacement (the sampler's default)
     # batch level
     **{m: (lambda r, E, P: {"keep_ratio": r}) for m in (
         "es", "eswp", "omission_batch", "extra_forward_bernoulli", "weighted_replacement", "loss_is",
@@ -39,6 +40,8 @@ FIXED_METHODS = {
     "full": {},
     "infobatch": {},       # the paper's own setting (r = 0.5, delta = 0.875): what InfoBatch itself saves
     "online_is": {},       # importance sampling with n draws per epoch: saves no backprops
+    "seta": {},            # [SeTa]'s regime (`regimes.regime`): its share follows from its window and the loss groups
+    "ies": {},             # [IES]'s threshold: its share follows from the samples it finds mastered
 }
 
 
@@ -59,6 +62,9 @@ def comparison_configs(base, ratios, seeds, methods=None, profile=None):
     ratio ([Omission] §5). ``methods``: only these (names; "reduce_epochs" for Reducing Epoch);
     ``profile``: the profile dict (EL2N's scoring protocol)."""
     E, P = base.epochs, (profile or {})
+    skip = set(P.get("wide_skip", ()))       # methods whose runs this profile has not computed yet (its cache renders)
+    if methods is None and skip:
+        methods = [m for m in (*FIXED_METHODS, *RATIO_METHODS, "reduce_epochs") if m not in skip]
     out = []
     for seed in seeds:
         for name, opts in FIXED_METHODS.items():
@@ -112,7 +118,7 @@ def tuning_cells(configs) -> dict:
 
 
 # methods whose paper sets their own budget (a keep_ratio forced on them runs outside their regime, labelled)
-OWN_BUDGET = ("infobatch", "kakurenbo", "online_is", "es", "eswp")
+OWN_BUDGET = ("infobatch", "kakurenbo", "online_is", "es", "eswp", "seta", "ies")
 
 
 def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed: int = 0, lr: float | None = None,
@@ -197,7 +203,7 @@ def curve_cells(profile: str, methods=None, reachable: bool = True) -> list[tupl
     for m in (methods or C["methods"]):
         if m == "full" or m in OWN_BUDGET:
             cells.append((m, None))
-        if m not in ("full", "infobatch", "kakurenbo", "online_is"):
+        if m not in ("full", "infobatch", "kakurenbo", "online_is", "seta", "ies"):
             cells += [(m, float(r)) for r in C["ratios"]]
     if reachable:
         cfg = lambda m, r: curve_config(profile, m, r, seed=0, lr=1.0)

@@ -30,6 +30,10 @@ def regime(method: str, epochs: int) -> dict:
     - [Raju] §4: T_p = 10 of 200 epochs, 20 checkpoints per run: a period of epochs // 20 epochs; a run of
       fewer than 20 epochs checkpoints ceil(20 / epochs) times per epoch (sub-epoch periods, each checkpoint
       scoring the whole training set as [Raju] does, and training on its share of the epoch).
+    - [SeTa] (official CIFAR script, its "lossless" setting `cifar.sh SeTa 0.1 5 0.9`): prune ratio 0.1, 5 loss groups,
+      a window of 0.9 of them, partial annealing from delta = 0.875 (the sampler's defaults).
+    - [IES] (official code): threshold δ = 1e-3 (10 classes), a moving average over 3 epochs, k = 1 (the defaults).
+    - [RS2]: without replacement, at the study's keep_ratio (a free budget knob): an empty dict.
     Methods not listed (Omission, random, full, Reducing Epoch, ...) take the study's keep_ratio as their
     paper does (a free budget knob): an empty dict.
     """
@@ -43,6 +47,10 @@ def regime(method: str, epochs: int) -> dict:
         return dict(prune_K=4.0)
     if method in ("es", "eswp"):
         return dict(ratio=0.25)
+    if method == "seta":
+        return dict(prune_ratio=0.1, num_groups=5, window_scale=0.9, delta=0.875)
+    if method == "ies":
+        return dict(threshold=1e-3)
     if method in RAJU:
         if epochs >= RAJU_CHECKPOINTS:
             return dict(period=max(1, epochs // RAJU_CHECKPOINTS))
@@ -71,6 +79,13 @@ def outside(method: str, options: dict, epochs: int) -> str | None:
         if checkpoints < RAJU_CHECKPOINTS:
             return (f"outside [Raju]'s regime: {checkpoints} checkpoints per run (period {period} of {epochs} "
                     f"epochs) instead of {RAJU_CHECKPOINTS}")
+    if method == "seta":
+        paper = dict(prune_ratio=0.1, num_groups=5, window_scale=0.9, delta=0.875)
+        off = {k: options[k] for k in paper if k in options and float(options[k]) != paper[k]}
+        if off:
+            return "outside [SeTa]'s regime: " + ", ".join(f"{k} = {v} instead of {paper[k]}" for k, v in off.items())
+    if method == "ies" and float(options.get("threshold", 1e-3)) != 1e-3:
+        return f"outside [IES]'s regime: threshold {options['threshold']} instead of 1e-3"
     if method in ("es", "eswp") and "keep_ratio" in options:
         return f"outside [ES]'s regime: keep_ratio {options['keep_ratio']} sets b / B instead of 0.25"
     return None

@@ -135,6 +135,8 @@ def setup(c: RunConfig):
         # the engine hands its plain loop to the scorer (static_scores does not import the engine)
         sc, secs = static_scores(c.sampler, c, xtr, ytr, ds, fit=_train_plain, predict=predict, **protocol)
         sampler_kw.update(scores=sc, scoring_seconds=secs)
+    if sampler_kw.get("class_balanced"):
+        sampler_kw.setdefault("labels", ytr)            # a class-balanced selector's per-class budgets
     rank, world = _world(c)
     sampler = make_sampler(c.sampler, len(xtr), seed=c.seed, distributed=world > 1, **sampler_kw)
     data = dict(x=xtr.to(device), y=ytr.to(device), x_test=ds.x_test.to(device), y_test=ds.y_test.to(device),

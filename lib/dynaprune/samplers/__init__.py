@@ -8,6 +8,8 @@ Registry keys and where each method lives:
   historical_replacement, historical_ranking (omission: [Omission]); es, eswp (evolved: [ES]);
   online_is, online_prune (online_is: [OnlineIS]); weighted_replacement, loss_is,
   selective_backprop, ordered_sgd, kakurenbo, el2n, forgetting (baselines).
+The field since: rs2 (rs2: [RS2]), seta (seta: [SeTa]), ies (ies: [IES]); the class-balanced option of [Raju]'s
+selectors and EL2N (``class_balanced=True``, ours after [RCAP]).
 """
 from __future__ import annotations
 
@@ -16,11 +18,14 @@ from .basic import Full
 from .baselines import (Kakurenbo, LossIS, OrderedSGD, SelectiveBackprop, StaticTopK,
                         WeightedReplacement)
 from .evolved import es, eswp
+from .ies import IES
 from .infobatch import InfoBatch
 from .omission import (ExtraForwardBernoulli, HistoricalRanking, HistoricalReplacement, Omission,
                        OmissionBatch)
 from .online_is import OnlineIS, OnlinePrune
 from .raju import UCB, EpsilonGreedy, RandomDynamic, UncertaintyEMA, random_dynamic
+from .rs2 import RS2
+from .seta import SeTa
 
 SAMPLERS = {
     "full": Full,
@@ -46,6 +51,9 @@ SAMPLERS = {
     "historical_replacement": HistoricalReplacement,
     "historical_ranking": HistoricalRanking,
     "online_is": OnlineIS,
+    "rs2": RS2,
+    "seta": SeTa,
+    "ies": IES,
 }
 
 

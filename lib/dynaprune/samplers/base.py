@@ -319,3 +319,38 @@ def grad_norm_sq(outputs, targets) -> torch.Tensor:
     if targets.is_floating_point() and targets.shape == outputs.shape:
         return (2 * (outputs.detach() - targets.to(outputs.device))).double().flatten(1).pow(2).sum(1).cpu()
     return output_grad_norm_ce(outputs.detach(), targets).double().cpu().pow(2)
+
+
+def check_labels(labels, n: int) -> torch.Tensor:
+    """``labels``: one integer class per sample (n of them), for a class-balanced selector; refused otherwise."""
+    if labels is None:
+        raise ValueError("class_balanced=True needs labels= (one class per training sample; the engine passes them)")
+    y = torch.as_tensor(labels).detach().cpu()
+    if y.shape != (n,) or y.is_floating_point() or y.dtype == torch.bool:
+        raise ValueError(f"labels must be {n} integer class ids, got {tuple(y.shape)} {y.dtype}")
+    if int(y.min()) < 0:
+        raise ValueError("labels must be non-negative class ids")
+    return y.long()
+
+
+def class_budgets(labels: torch.Tensor, k: int) -> torch.Tensor:
+    """k split over the classes in proportion to their sizes (largest remainders, ties to the lower class id): the
+    per-class budgets of a class-balanced selector; they sum to k and never exceed a class's size."""
+    counts = torch.bincount(labels).double()
+    share = counts * k / counts.sum()
+    base = share.floor().long()
+    rest = k - int(base.sum())
+    order = torch.argsort(-(share - base), stable=True)
+    base[order[:rest]] += 1
+    return torch.minimum(base, counts.long())
+
+
+def per_class(choose, score: torch.Tensor, k: int, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Class-balanced selection (ours; RCAP's per-class budgets): ``choose(score_c, k_c, g)`` within each class c at its
+    budget `class_budgets`, the chosen positions mapped back to sample indices."""
+    out = []
+    for c, kc in enumerate(class_budgets(labels, k).tolist()):
+        idx = torch.nonzero(labels == c).flatten()
+        if kc:
+            out.append(idx[choose(score[idx], kc, g)])
+    return torch.cat(out)

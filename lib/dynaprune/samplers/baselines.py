@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import BatchSampler, DynamicSampler, _check_ratio, grad_norm_sq, ratio_or_keep
+from .base import BatchSampler, DynamicSampler, _check_ratio, check_labels, grad_norm_sq, per_class, ratio_or_keep
 
 SB_BETA = 1.0          # Selective Backprop exponent (the paper sweeps 1-3)
 SB_HISTORY = 1024      # losses in the CDF window
@@ -215,7 +215,8 @@ class StaticTopK(DynamicSampler):
 
     version = 3  # EL2N scored by [Raju] §4's protocol (independent models, each on its own schedule)
 
-    def __init__(self, n, *, scores, keep_ratio=0.5, scoring_seconds=0.0, num_epochs=None, seed=0, distributed=None):
+    def __init__(self, n, *, scores, keep_ratio=0.5, scoring_seconds=0.0, class_balanced: bool = False, labels=None,
+                 num_epochs=None, seed=0, distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         s = torch.as_tensor(scores, dtype=torch.float64)
         if s.shape != (self.n,):
@@ -224,7 +225,11 @@ class StaticTopK(DynamicSampler):
             raise ValueError("scores contain NaN or inf")
         self.keep_ratio = _check_ratio("keep_ratio", keep_ratio)
         self.scores, self.scoring_seconds = s, float(scoring_seconds)
-        self.subset = torch.topk(s, self._k(self.keep_ratio)).indices
+        top = lambda sc, k, g: torch.topk(sc, k).indices
+        # class_balanced (ours): each class keeps its share of the subset, its highest scores (`base.per_class`)
+        self.class_balanced = bool(class_balanced)
+        self.subset = (per_class(top, s, self._k(self.keep_ratio), check_labels(labels, self.n), None)
+                       if self.class_balanced else top(s, self._k(self.keep_ratio), None))
 
     def _plan(self, epoch, g):
         return self._shuffle(self.subset, g), None

@@ -9,6 +9,9 @@ and a subset of k = keep_ratio * n samples is selected for the next T_p epochs.
   eq. 2, s = alpha * l + (1 - alpha) * s_prev (alpha = 0.8); top k.
 - `epsilon_greedy` (section 3.2.2): (1 - eps) k top by s, eps k uniformly from the rest.
 - `ucb` (eq. 3-4): var = (1 - alpha) var_prev + alpha (l - s_prev)^2, top k by s + c var.
+- ``class_balanced=True`` (ours, labelled so; the per-class budgets of RCAP [RCAP]): each class keeps its share of k
+  (`base.class_budgets`), the rule above applied within the class. The remedy notebook 04's finding asks for:
+  [Raju]'s global top k can cycle through whole classes.
 The first checkpoint starts the EMA at the random model's losses and the variance at 0.
 These methods are biased on purpose (weight 1; [Omission] §3 remarks it).
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import DynamicSampler, _check_ratio
+from .base import DynamicSampler, _check_ratio, check_labels, per_class
 
 ALPHA = 0.8        # eq. 2, weight on the new loss ([Raju] §4)
 PERIOD = 10        # T_p ([Raju] §4)
@@ -133,9 +136,13 @@ class UncertaintyEMA(_Checkpoints, DynamicSampler):
     _state_keys = ("ema", "var", "subset", "_scored")
 
     def __init__(self, n, *, keep_ratio: float = 0.5, alpha: float = ALPHA, period: int = PERIOD,
-                 checkpoints_per_epoch: int = 1, num_epochs=None, seed=0, distributed=None):
+                 checkpoints_per_epoch: int = 1, class_balanced: bool = False, labels=None, num_epochs=None, seed=0,
+                 distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
         self._init_checkpoints(checkpoints_per_epoch, period)
+        # ours (no paper of the five does it): each class keeps its share of k, top by score within the class
+        self.class_balanced = bool(class_balanced)
+        self.labels = check_labels(labels, self.n) if self.class_balanced else None
         self.keep_ratio = _check_ratio("keep_ratio", keep_ratio)
         self.alpha = _check_ratio("alpha", alpha)
         if int(period) < 1:
@@ -186,7 +193,9 @@ class UncertaintyEMA(_Checkpoints, DynamicSampler):
                 f"{type(self).__name__}: {'a sub-epoch checkpoint' if epoch is None else f'epoch {epoch}'} is a "
                 "pruning checkpoint; score the samples of scoring_request(epoch) with a no-grad forward and pass "
                 "them to observe() first")
-        self.subset = self._choose(self.score(), self._k(self.keep_ratio), g)
+        k = self._k(self.keep_ratio)
+        self.subset = (per_class(self._choose, self.score(), k, self.labels, g) if self.class_balanced
+                       else self._choose(self.score(), k, g))
         self._scored = torch.zeros(self.n, dtype=torch.bool)
         return self.subset
 
