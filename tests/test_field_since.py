@@ -230,3 +230,76 @@ def test_the_engine_runs_them_and_measures_their_share(name, opts, tmp_path, mon
     else:
         assert share < 1.0 and forwarded > sum(x["backpropagated"] for x in r.records)
     assert r.records[-1]["test_acc"] > 0.5
+
+
+# ----------------------------------------------------------------------------- RHO-LOSS
+
+def test_rho_loss_trains_on_the_highest_reducible_holdout_loss_of_each_large_batch():
+    """[RHO-LOSS] abstract: "Reducible Holdout Loss Selection (RHO-LOSS), a simple but principled technique which
+    selects approximately those points for training that most reduce the model's generalization loss"; the official
+    selection: the top n_b of the large batch by training loss minus irreducible loss, n_b / n_B = 0.1
+    (`percent_train: 0.1`), weight 1. A high-loss point the IL model also finds hard (noise: not learnable) is passed
+    over for a lower-loss point the IL model has learnt (learnable, not yet learnt)."""
+    n = 100
+    il = torch.zeros(n, dtype=torch.float64)
+    il[:10] = 5.0                                   # 0-9: noisy, as hard for the IL model as for ours
+    s = make_sampler("rho_loss", n, irreducible=il)
+    assert s.ratio == 0.1 and s.meta_batch_size(10) == 100 and s.step_regime == "fewer_steps"
+    s.set_epoch(0)
+    idx = torch.arange(n)
+    losses = torch.full((n,), 1.0)
+    losses[:10] = 5.5                                # the highest training losses: the noisy points
+    losses[10:20] = 2.0                              # learnable, not yet learnt: the highest reducible losses
+    pos, w = s.select(idx, losses)
+    assert set(idx[pos].tolist()) == set(range(10, 20)) and torch.all(w == 1)
+    assert set(torch.topk(losses, 10).indices.tolist()) == set(range(10))   # a loss-greedy rule would take the noise
+
+
+def test_rho_loss_counts_its_irreducible_loss_model_in_the_budget(tmp_path, monkeypatch):
+    """The IL model's backprops (|H| x il_epochs) are part of the run's measured share, on its first epoch's record,
+    and keep_ratio rho leaves rho minus that share to the selection (within 0.02 over the run, like every method); the
+    held-out split is outside the validation split and the training set, and a run without room for one is refused."""
+    from dynaprune.train import holdout_indices, split_indices
+    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path))
+    base = RunConfig(**TOY, train_subset=800, val_size=100, epochs=10, eval_every=10, sampler="rho_loss")
+    hold = holdout_indices(base, 80)
+    train_idx, val_idx = split_indices(base)
+    assert not set(hold.tolist()) & (set(train_idx.tolist()) | set(val_idx.tolist()))
+    for k in (0.3, 0.5):
+        r = run(base.replace(sampler_options={"keep_ratio": k}), use_cache=False)
+        assert r.records[0]["static_backpropagated"] == 80 * 10
+        share = sum(x["backpropagated"] for x in r.records) / (800 * 10)
+        assert abs(share - k) <= 0.02, (k, share)
+    with pytest.raises(ValueError, match="out of RHO-LOSS's reach"):
+        make_sampler("rho_loss", 800, irreducible=torch.zeros(800), keep_ratio=0.1, static_backprops=800 * 10,
+                     num_epochs=10)
+    with pytest.raises(ValueError, match="held-out split"):
+        run(base.replace(train_subset=None), use_cache=False)
+    with pytest.raises(ValueError, match="irreducible losses must have shape"):
+        make_sampler("rho_loss", 10, irreducible=torch.zeros(9))
+    assert regimes.outside("rho_loss", {"keep_ratio": 0.2}, 20) is None
+    assert "n_b / n_B = 0.4" in regimes.outside("rho_loss", {"keep_ratio": 0.5}, 20)
+
+
+def test_rho_loss_resume_is_bit_identical():
+    il = torch.rand(200, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(0)
+    table = torch.rand(6, 200, generator=g)
+
+    def epoch(s, e):
+        s.set_epoch(e)
+        order, out = torch.tensor(list(iter(s))), []
+        B = s.meta_batch_size(10)
+        for i in range(0, len(order), B):
+            idx = order[i:i + B]
+            pos, _ = s.select(idx, table[e][idx])
+            s.reweight(idx[pos], table[e][idx[pos]])
+            out.append(idx[pos])
+        return torch.cat(out)
+    a = make_sampler("rho_loss", 200, irreducible=il, seed=2)
+    for e in range(2):
+        epoch(a, e)
+    b = make_sampler("rho_loss", 200, irreducible=il, seed=2)
+    b.load_state_dict(a.state_dict())
+    for e in range(2, 6):
+        assert torch.equal(epoch(a, e), epoch(b, e))

@@ -24,6 +24,8 @@ def fake_stats(n, seed=0, C=5):
 def make(name, n=N, **kw):
     if name in ("el2n", "forgetting"):
         kw.setdefault("scores", torch.linspace(0, 1, n))
+    if name == "rho_loss":
+        kw.setdefault("irreducible", torch.linspace(0, 1, n))
     kw.setdefault("num_epochs", 8)
     return make_sampler(name, n, **kw)
 

@@ -31,6 +31,7 @@ RATIO_METHODS = {
     "kakurenbo": lambda r, E, P: {"keep_ratio": r},
     "online_prune": lambda r, E, P: {"keep_ratio": r, "equal_steps": False, "prune_every": max(1, round(E / 4))},
     "rs2": lambda r, E, P: {"keep_ratio": r},     # [RS2]: without replacement (the sampler's default)
+    "rho_loss": lambda r, E, P: {"keep_ratio": r},   # [RHO-LOSS]: its IL model's backprops within the budget
     # batch level
     **{m: (lambda r, E, P: {"keep_ratio": r}) for m in (
         "es", "eswp", "omission_batch", "extra_forward_bernoulli", "weighted_replacement", "loss_is",
@@ -50,6 +51,10 @@ def unreachable(name, opts, n_epochs) -> str | None:
     o = {k: v for k, v in opts.items() if k not in ("score_models", "score_epochs")}
     if name in ("el2n", "forgetting"):
         o["scores"] = [0.0] * 100
+    if name == "rho_loss":          # its IL model's share of the budget, as the engine will count it (default holdout)
+        from .samplers.rho_loss import HOLDOUT_FRACTION
+        o = {k: v for k, v in o.items() if k not in ("holdout_size", "il_epochs")}
+        o.update(irreducible=[0.0] * 100, static_backprops=round(100 * HOLDOUT_FRACTION * opts.get("il_epochs", n_epochs)))
     try:
         make_sampler(name, 100, num_epochs=n_epochs, **o)
     except ValueError as err:
@@ -118,7 +123,7 @@ def tuning_cells(configs) -> dict:
 
 
 # methods whose paper sets their own budget (a keep_ratio forced on them runs outside their regime, labelled)
-OWN_BUDGET = ("infobatch", "kakurenbo", "online_is", "es", "eswp", "seta", "ies")
+OWN_BUDGET = ("infobatch", "kakurenbo", "online_is", "es", "eswp", "seta", "ies", "rho_loss")
 
 
 def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed: int = 0, lr: float | None = None,

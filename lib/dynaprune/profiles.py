@@ -39,6 +39,7 @@ PROFILES = {
                   model_options={"hidden": [64, 64]}, epochs=3, batch_size=32, lr=0.05, schedule="cosine",
                   device="cpu"),
         seeds=[0], ratios=[0.5], sweep_epochs=4, variance_n=300, toy_epochs=(1, 2, 3),
+        wide_skip=("rho_loss",),   # no held-out split outside the training set (MNIST-1D, no train_subset)
         selection_epochs=4, per_class=60, noise_rates=[0.4], image_size=16, image_epochs=2,
         el2n_models=2, el2n_epochs=2, fair=dict(val_size=300),
         curves=dict(methods=["full", "reduce_epochs", "random", "omission", "infobatch", "rs2", "seta", "ies"],
@@ -55,7 +56,7 @@ PROFILES = {
         el2n_models=10, el2n_epochs=20,    # [Raju] §4's EL2N protocol in full (an MLP epoch is cheap)
         fair=dict(val_size=2000),
         side_tuning=dict(grid=[0.025, 0.05, 0.1, 0.2], extend=1, tuning_seeds=[100]),   # as cpu's
-        curves=dict(methods=["full", "reduce_epochs", "random", "omission", "ucb", "rs2", "seta", "ies"],
+        curves=dict(methods=["full", "reduce_epochs", "random", "omission", "ucb", "rs2", "seta", "ies", "rho_loss"],
                     ratios=[0.1, 0.3, 0.5],
                     grid=[0.025, 0.05, 0.1, 0.2], extend=2, tuning_seeds=[100, 101], overrides=dict(eval_every=8))),
     # Full Fashion-MNIST, small CNN (106k parameters), 20 epochs: 3.4 s of training per full epoch on 2 threads
@@ -72,7 +73,7 @@ PROFILES = {
         side_tuning=dict(grid=[0.025, 0.05, 0.1, 0.2], extend=1, tuning_seeds=[100]),
         # the field since the five papers joins 05's single-budget comparison with the study's recompute (its runs
         # are not in the committed cache yet); smoke and quick run them
-        wide_skip=("rs2", "seta", "ies"),
+        wide_skip=("rs2", "seta", "ies", "rho_loss"),
         sweep_epochs=10, variance_n=5000, toy_epochs=(1, 20, 100),
         selection_epochs=10, per_class=1000, noise_rates=[0.4], image_size=96, image_epochs=100,
         el2n_models=4, el2n_epochs=5,       # scaled: 10 x 20 CNN epochs would be 10 runs of the study

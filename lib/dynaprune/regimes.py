@@ -33,6 +33,9 @@ def regime(method: str, epochs: int) -> dict:
     - [SeTa] (official CIFAR script, its "lossless" setting `cifar.sh SeTa 0.1 5 0.9`): prune ratio 0.1, 5 loss groups,
       a window of 0.9 of them, partial annealing from delta = 0.875 (the sampler's defaults).
     - [IES] (official code): threshold δ = 1e-3 (10 classes), a moving average over 3 epochs, k = 1 (the defaults).
+    - [RHO-LOSS] (official CIFAR config): n_b / n_B = 0.1, "fewer steps"; the IL model trained on a held-out tenth of
+      the training set's size for the run's epochs (ours: the paper trains it on a holdout as large as the training
+      set, with early stopping); its backprops count in the budget, so a keep_ratio rho sets n_b / n_B = rho - 0.1.
     - [RS2]: without replacement, at the study's keep_ratio (a free budget knob): an empty dict.
     Methods not listed (Omission, random, full, Reducing Epoch, ...) take the study's keep_ratio as their
     paper does (a free budget knob): an empty dict.
@@ -51,6 +54,8 @@ def regime(method: str, epochs: int) -> dict:
         return dict(prune_ratio=0.1, num_groups=5, window_scale=0.9, delta=0.875)
     if method == "ies":
         return dict(threshold=1e-3)
+    if method == "rho_loss":
+        return dict(ratio=0.1)
     if method in RAJU:
         if epochs >= RAJU_CHECKPOINTS:
             return dict(period=max(1, epochs // RAJU_CHECKPOINTS))
@@ -84,6 +89,14 @@ def outside(method: str, options: dict, epochs: int) -> str | None:
         off = {k: options[k] for k in paper if k in options and float(options[k]) != paper[k]}
         if off:
             return "outside [SeTa]'s regime: " + ", ".join(f"{k} = {v} instead of {paper[k]}" for k, v in off.items())
+    if method == "rho_loss":
+        from .samplers.rho_loss import HOLDOUT_FRACTION, RATIO
+        il = HOLDOUT_FRACTION * float(options.get("il_epochs", epochs)) / epochs   # the IL model's share, by default
+        sel = float(options["keep_ratio"]) - il if "keep_ratio" in options else float(options.get("ratio", RATIO))
+        if abs(sel - RATIO) > 1e-9 or "holdout_size" in options:
+            return (f"outside [RHO-LOSS]'s regime: n_b / n_B = {sel:.3g} instead of {RATIO}"
+                    + (f" (keep_ratio {options['keep_ratio']} less the IL model's {il:.3g})" if "keep_ratio" in options else "")
+                    + (f", holdout of {options['holdout_size']}" if "holdout_size" in options else ""))
     if method == "ies" and float(options.get("threshold", 1e-3)) != 1e-3:
         return f"outside [IES]'s regime: threshold {options['threshold']} instead of 1e-3"
     if method in ("es", "eswp") and "keep_ratio" in options:

@@ -108,10 +108,11 @@ METHOD_NAMES = {"full": "full data", "random": "random pruning", "random_dynamic
                 "weighted_replacement": "weighted, with replacement", "selective_backprop": "Selective Backprop",
                 "ordered_sgd": "ordered SGD", "historical_replacement": "historical, with replacement",
                 "historical_ranking": "historical ranking", "reduce_epochs": "Reducing Epoch",
-                "reduce_epochs_scaled": "Reducing Epoch, lr scaled", "rs2": "RS2", "seta": "SeTa", "ies": "IES"}
+                "reduce_epochs_scaled": "Reducing Epoch, lr scaled", "rs2": "RS2", "seta": "SeTa", "ies": "IES",
+                "rho_loss": "RHO-LOSS"}
 # options a figure leaves out of a method's name: the budget (the panel or axis shows it) and regime bookkeeping
 _QUIET_OPTIONS = {"keep_ratio", "checkpoints_per_epoch", "period", "score_epochs", "score_models", "prune_K",
-                  "prune_every", "equal_steps", "labels"}
+                  "prune_every", "equal_steps", "labels", "holdout_size", "il_epochs"}
 _GREEK = {"delta": "δ", "alpha": "α", "eps": "ε", "beta": "β", "beta1": "β1", "beta2": "β2"}
 
 

@@ -67,3 +67,27 @@ def _compute(kind, base, x, y, ds, models, epochs, fit, predict):
     forgot[~learned] = float("inf")
     scores = torch.nan_to_num(forgot, posinf=float(forgot[learned].max() + 1) if learned.any() else 1.0)
     return dict(scores=scores.numpy(), seconds=np.array(time.perf_counter() - t0))
+
+
+def irreducible_losses(c, x_hold, y_hold, x, y, ds, il_epochs: int, *, fit, predict):
+    """[RHO-LOSS]'s irreducible losses of the training tensors ``x, y`` of run config ``c``: the cross-entropy under a
+    model of the run's architecture trained (the engine's plain full-data loop, ``fit``) for ``il_epochs`` epochs on the
+    held-out tensors ``x_hold, y_hold``, scored in eval mode (``predict``). Cached as an analysis (runs at several
+    keep ratios share one IL model). Returns (losses, seconds spent)."""
+    if int(il_epochs) < 1:
+        raise ValueError(f"il_epochs must be >= 1, got {il_epochs}")
+    base = c.replace(sampler="full", sampler_options=(), record_selection=False, time_budget=None, final_signals=(),
+                     epochs_scale=1.0, scale_lr=False)
+    params = dict(kind="irreducible_loss", base=base.to_dict(), n=len(x), holdout=len(x_hold), epochs=int(il_epochs))
+
+    def compute():
+        t0 = time.perf_counter()
+        f = il_epochs / base.epochs        # the IL model on its own schedule: warm-up and milestones scaled
+        cfg = base.replace(seed=base.seed * 100 + 77, epochs=int(il_epochs), warmup_epochs=base.warmup_epochs * f,
+                           milestones=tuple(ms * f for ms in base.milestones))
+        model = fit(cfg, x_hold, y_hold, ds)
+        out = predict(model, x.to(cfg.device), cfg, torch.device(cfg.device))
+        il = torch.nn.functional.cross_entropy(out.float(), y.to(cfg.device), reduction="none").cpu()
+        return dict(scores=il.numpy(), seconds=np.array(time.perf_counter() - t0))
+    out = cache.memo("static_scores", params, compute)
+    return torch.as_tensor(out["scores"]), float(out["seconds"])

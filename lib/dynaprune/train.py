@@ -29,7 +29,7 @@ from .data import IndexedDataset, LazyImages, load_dataset, random_crop_flip, su
 from .models import build_model
 from .samplers import make_sampler
 from .scores import output_grad_norm_ce, per_sample_loss
-from .static_scores import static_scores
+from .static_scores import irreducible_losses, static_scores
 
 # ----------------------------------------------------------------------------- pieces
 
@@ -106,6 +106,20 @@ def split_indices(c: RunConfig, y: torch.Tensor | None = None) -> tuple[torch.Te
     return pool, val
 
 
+def holdout_indices(c: RunConfig, size: int, y: torch.Tensor | None = None) -> torch.Tensor:
+    """``size`` dataset indices that are neither the validation split nor the run's training set: the samples after
+    the run's ``train_subset`` in the pool's order (`split_indices`), for [RHO-LOSS]'s irreducible-loss model."""
+    if y is None:
+        y = load_dataset(c.dataset, **c.options("dataset_options")).y_train
+    pool, _ = validation_split(y, c.val_size) if c.val_size else (torch.arange(len(y)), None)
+    used = len(pool) if c.train_subset is None else c.train_subset
+    if int(size) < 1 or used + int(size) > len(pool):
+        raise ValueError(f"a held-out split of {size} samples outside the validation split and the training set needs "
+                         f"train_subset <= {len(pool) - int(size)} (the pool has {len(pool)} samples, the run trains on "
+                         f"{used})")
+    return pool[used:used + int(size)]
+
+
 def train_indices(c: RunConfig, y: torch.Tensor | None = None) -> torch.Tensor:
     """The dataset indices of the samples a run of ``c`` trains on, in the run's order (`split_indices`)."""
     return split_indices(c, y)[0]
@@ -130,11 +144,21 @@ def setup(c: RunConfig):
     sampler_kw.setdefault("num_epochs", c.train_epochs)    # schedules and keep_ratio budgets are per run
     if c.sampler == "online_is":
         sampler_kw.setdefault("batch_size", c.batch_size)
-    protocol = {k: sampler_kw.pop(k) for k in ("score_models", "score_epochs") if k in sampler_kw}
+    protocol = {k: sampler_kw.pop(k) for k in ("score_models", "score_epochs", "holdout_size", "il_epochs")
+                if k in sampler_kw}
     if c.sampler in ("el2n", "forgetting") and "scores" not in sampler_kw:
         # the engine hands its plain loop to the scorer (static_scores does not import the engine)
         sc, secs = static_scores(c.sampler, c, xtr, ytr, ds, fit=_train_plain, predict=predict, **protocol)
         sampler_kw.update(scores=sc, scoring_seconds=secs)
+    if c.sampler == "rho_loss" and "irreducible" not in sampler_kw:
+        from .samplers.rho_loss import HOLDOUT_FRACTION
+        size = int(protocol.get("holdout_size", round(HOLDOUT_FRACTION * len(xtr))))
+        il_epochs = int(protocol.get("il_epochs", c.epochs))
+        hold = holdout_indices(c, size, ds.y_train)
+        il, secs = irreducible_losses(c, subset(ds.x_train, hold), ds.y_train[hold], xtr, ytr, ds, il_epochs,
+                                      fit=_train_plain, predict=predict)
+        # the IL model's cost counts in the run's budget (`run` adds it to the first epoch's record)
+        sampler_kw.update(irreducible=il, static_backprops=size * il_epochs, scoring_seconds=secs)
     if sampler_kw.get("class_balanced"):
         sampler_kw.setdefault("labels", ytr)            # a class-balanced selector's per-class budgets
     rank, world = _world(c)
@@ -376,6 +400,11 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
         rec["t_train"] = time.perf_counter() - t0
         if world > 1:
             _reduce_epoch(rec, sel, model)
+        static = int(getattr(sampler, "static_backprops", 0))
+        if epoch == 0 and static:       # a static model trained for this run ([RHO-LOSS]'s IL model): its cost counts
+            rec["static_backpropagated"] = static
+            rec["backpropagated"] += static
+            rec["forwarded"] += static + n      # its training forwards, and scoring the training set
         rec["distinct"] = int(sel.sum())          # distinct samples backpropagated (the pool, for online pruning)
         train_time += rec["t_train"]
         rec["train_loss"] /= max(rec["backpropagated"], 1)

@@ -8,7 +8,7 @@ Registry keys and where each method lives:
   historical_replacement, historical_ranking (omission: [Omission]); es, eswp (evolved: [ES]);
   online_is, online_prune (online_is: [OnlineIS]); weighted_replacement, loss_is,
   selective_backprop, ordered_sgd, kakurenbo, el2n, forgetting (baselines).
-The field since: rs2 (rs2: [RS2]), seta (seta: [SeTa]), ies (ies: [IES]); the class-balanced option of [Raju]'s
+The field since: rs2 (rs2: [RS2]), seta (seta: [SeTa]), ies (ies: [IES]), rho_loss (rho_loss: [RHO-LOSS]); the class-balanced option of [Raju]'s
 selectors and EL2N (``class_balanced=True``, ours after [RCAP]).
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from .omission import (ExtraForwardBernoulli, HistoricalRanking, HistoricalRepla
                        OmissionBatch)
 from .online_is import OnlineIS, OnlinePrune
 from .raju import UCB, EpsilonGreedy, RandomDynamic, UncertaintyEMA, random_dynamic
+from .rho_loss import RhoLoss
 from .rs2 import RS2
 from .seta import SeTa
 
@@ -54,6 +55,7 @@ SAMPLERS = {
     "rs2": RS2,
     "seta": SeTa,
     "ies": IES,
+    "rho_loss": RhoLoss,
 }
 
 

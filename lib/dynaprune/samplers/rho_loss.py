@@ -1,0 +1,68 @@
+"""[RHO-LOSS] Mindermann et al., "Prioritized Training on Points that are Learnable, Worth Learning, and Not Yet
+Learnt" (ICML 2022).
+
+From each large candidate batch B_t (a meta-batch of n_B samples) the step trains on the n_b points with the highest
+*reducible holdout loss*,
+    RHO_i = L[y_i | x_i; θ_t] − L[y_i | x_i; irreducible-loss model],
+the training loss under the current model (a no-grad forward in eval mode, as the official code's selection) minus
+the loss under a model trained on a held-out split, computed once before training (the official code's
+"precomputed" irreducible losses). Weights are 1. The regime is the official CIFAR configuration: n_b / n_B = 0.1
+(`percent_train: 0.1`), a large batch of 320 for a mini-batch of 32, so an epoch has 0.1 n / n_b steps ("fewer
+steps", our ``steps="fewer_steps"``).
+
+The irreducible-loss (IL) model is the engine's job (`dynaprune.train.setup`, `static_scores.irreducible_losses`): the
+run's architecture trained on ``holdout_size`` samples that are neither the validation split nor the run's training
+set (taken after the run's ``train_subset`` in the pool), for ``il_epochs`` epochs (default: the run's). Its
+backprops count in the run's budget: with ``keep_ratio`` ρ over E epochs, the selection share is
+ρ − (IL backprops) / (n E), refused where the IL model alone spends the budget; the engine adds the IL model's
+backprops and forwards to the run's first epoch record (``static_backpropagated``), so every measured share counts
+them.
+
+Where the paper leaves a value open: the official code trains its IL model for up to 100 epochs with a checkpoint at
+the best loss on a validation set; ours trains for ``il_epochs`` on the recipe of the run, with no early stopping;
+the holdout here is a tenth of the run's training set by default (the paper's CIFAR holdout is as large as the
+training set; its ablation, Fig. 3, shows smaller holdouts work), so that the IL model costs a tenth of a full run.
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import BatchSampler, ratio_or_keep
+
+RATIO = 0.1             # n_b / n_B (official config: percent_train 0.1)
+HOLDOUT_FRACTION = 0.1  # holdout size, as a share of the run's training set (ours; see above)
+
+
+class RhoLoss(BatchSampler):
+    """[RHO-LOSS]: top n_b of each meta-batch by training loss minus irreducible loss."""
+
+    version = 1
+
+    def __init__(self, n, *, irreducible, ratio=None, keep_ratio=None, static_backprops: int = 0,
+                 scoring_seconds: float = 0.0, steps=None, num_epochs=None, seed=0, distributed=None):
+        super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
+        il = torch.as_tensor(irreducible, dtype=torch.float64)
+        if il.shape != (self.n,):
+            raise ValueError(f"irreducible losses must have shape ({self.n},), got {tuple(il.shape)}")
+        if not torch.isfinite(il).all():
+            raise ValueError("irreducible losses contain NaN or inf")
+        if int(static_backprops) != static_backprops or static_backprops < 0:
+            raise ValueError(f"static_backprops must be a non-negative integer, got {static_backprops}")
+        self.static_backprops, self.scoring_seconds = int(static_backprops), float(scoring_seconds)
+        if keep_ratio is not None:
+            if num_epochs is None:
+                raise ValueError("RHO-LOSS with keep_ratio needs num_epochs (its IL model's backprops count in the budget)")
+            spent = self.static_backprops / (self.n * int(num_epochs))
+            if float(keep_ratio) - spent <= 0:
+                raise ValueError(f"keep_ratio={keep_ratio} is out of RHO-LOSS's reach: its irreducible-loss model alone "
+                                 f"spends {spent:.3f} of full training's backprops")
+            ratio_or_keep(None, keep_ratio, None)                       # the usual refusal of a bad keep_ratio
+            keep_ratio = float(keep_ratio) - spent
+        self.ratio = ratio_or_keep(ratio, keep_ratio, RATIO)
+        self._set_regime(steps)
+        self.irreducible = il
+
+    def _select(self, idx, losses, logits, targets):
+        rho = losses.double() - self.irreducible[idx]
+        pos = torch.topk(rho, max(1, int(round(self.ratio * len(idx))))).indices
+        return pos, torch.ones(len(pos), dtype=torch.float64)
