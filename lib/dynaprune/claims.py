@@ -156,8 +156,9 @@ CLAIMS = {c.key: c for c in [
           "holdout loss (RHO-LOSS) beats uniform selection (random pruning) at the same budget", "05_method_comparison",
           "rho_loss", "random", curve=("rho_loss", "random"), keep_ratios=(0.2,),
           paper_number="'trains in far fewer steps than prior art, improves accuracy'",
-          departure="keep ratio 0.2 is [RHO-LOSS]'s n_b / n_B = 0.1 plus its IL model's 0.1 of the budget; the IL model "
-                    "learns from a held-out split the other methods do not see"),
+          departure="keep ratio 0.2 is [RHO-LOSS]'s n_b / n_B = 0.1 plus its IL model's 0.1 of the budget (the paper "
+                    "counts the target model's steps only, the IL model amortised); the IL model learns from a held-out "
+                    "split the other methods do not see; SGD with the shared recipe where the official code uses AdamW"),
     Claim("always_plus_random", "Raju", "Table 1", "the always set plus random sometimes samples beats a static subset "
           "of the same size", "04_selection_distribution", "always + random", "static top-k"),
 ]}

@@ -400,15 +400,15 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
         rec["t_train"] = time.perf_counter() - t0
         if world > 1:
             _reduce_epoch(rec, sel, model)
+        rec["distinct"] = int(sel.sum())          # distinct samples backpropagated (the pool, for online pruning)
+        train_time += rec["t_train"]
+        rec["train_loss"] /= max(rec["backpropagated"], 1)
+        rec["train_loss_weighted"] /= max(rec["backpropagated"], 1)
         static = int(getattr(sampler, "static_backprops", 0))
         if epoch == 0 and static:       # a static model trained for this run ([RHO-LOSS]'s IL model): its cost counts
             rec["static_backpropagated"] = static
             rec["backpropagated"] += static
             rec["forwarded"] += static + n      # its training forwards, and scoring the training set
-        rec["distinct"] = int(sel.sum())          # distinct samples backpropagated (the pool, for online pruning)
-        train_time += rec["t_train"]
-        rec["train_loss"] /= max(rec["backpropagated"], 1)
-        rec["train_loss_weighted"] /= max(rec["backpropagated"], 1)
         t0 = time.perf_counter()
         if (epoch + 1) % c.eval_every == 0 or epoch == E - 1:
             rec["test_loss"], rec["test_acc"] = evaluate(_core(model), data["x_test"], data["y_test"], c, device)
