@@ -106,11 +106,12 @@ def curve_results(profile: str, methods=None, jobs: int | None = None, cache_onl
 
 def claim_cells(profile: str, curve: dict) -> list:
     """The cells of ``curve`` (`curve_results`) on which a claim of `claims.CLAIMS` is tested: each claim's two
-    curve methods at each keep ratio its paper makes it at (None: the methods' own budgets)."""
+    curve methods at each keep ratio its paper makes it at (None: the methods' own budgets), where both arms are on the
+    curve (a claim whose method the profile has not run yet asks for nothing)."""
     from .claims import CLAIMS
-    cells = [(m, None if r is None else float(r)) for c in CLAIMS.values() if c.curve for r in c.keep_ratios
-             for m in c.curve]
-    return [c for c in dict.fromkeys(cells) if c in curve]
+    pairs = [[(m, None if r is None else float(r)) for m in c.curve] for c in CLAIMS.values() if c.curve
+             for r in c.keep_ratios]
+    return [c for c in dict.fromkeys(x for p in pairs if all(x in curve for x in p) for x in p)]
 
 
 def lr_robustness_runs(profile: str, curve: dict, cells=None, jobs: int | None = None, cache_only: bool = False) -> dict:
