@@ -89,6 +89,7 @@ PROFILES = {
         # [Omission] §5: 200 epochs, batch 128, cosine from 0.1, wd 5e-4, 10% warm-up, drop_last=True
         base=dict(dataset="cifar10", model="resnet18", epochs=200, batch_size=128, lr=0.1, schedule="cosine",
                   warmup_epochs=20.0, drop_last=True, weight_decay=5e-4, momentum=0.9, augment=True, device="cuda"),
+        wide_skip=("rho_loss",),   # CIFAR-10's training set is all used: no held-out split for RHO-LOSS's IL model
         seeds=[0, 1, 2, 3], ratios=[0.3, 0.5, 0.7], sweep_epochs=200, variance_n=5000, toy_epochs=(1, 20, 100),
         selection_epochs=200, per_class=1000, noise_rates=[0.1, 0.4], image_size=256, image_epochs=500,
         el2n_models=10, el2n_epochs=20, fair=dict(val_size=5000),
