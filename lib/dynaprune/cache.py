@@ -23,6 +23,29 @@ from pathlib import Path
 
 import numpy as np
 
+def options_of(v) -> dict:
+    """A config's options (``sampler_options``, ...) as a dict, whichever form they come in: a JSON string (a results
+    frame's column), a dict, a tuple of pairs (a `RunConfig` field) or None."""
+    if v is None or (isinstance(v, float) and v != v):
+        return {}
+    if isinstance(v, str):
+        return json.loads(v) if v else {}
+    return dict(v)
+
+
+def label_of(cfg: dict) -> str:
+    """A short method label from a config dict (sampler, its options, Reducing Epoch variants): how results frames,
+    tables and verdicts name a run (`report.display_name` turns it into a figure's name)."""
+    opts = options_of(cfg.get("sampler_options"))
+    parts = [cfg["sampler"]]
+    shown = {k: v for k, v in opts.items() if not isinstance(v, (list, tuple)) or len(v) < 8}
+    if shown:
+        parts.append(",".join(f"{k}={v}" for k, v in sorted(shown.items())))
+    if cfg.get("epochs_scale", 1.0) < 1.0:
+        parts = ["reduce_epochs" + ("_scaled" if cfg.get("scale_lr") else ""), f"x{cfg['epochs_scale']}"]
+    return " ".join(parts)
+
+
 # Bump when a change to the engine or a sampler changes what a config produces.
 CODE_VERSION = "2"
 REDUCE_EPOCHS_VERSION = 2   # the engine path of epochs_scale < 1

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from . import cache
+from .cache import label_of, options_of
 
 CAUSES = ("learning-rate blow-up", "weight blow-up", "class cycling", "class skew", "divergence", "constant output",
           "unexplained")
@@ -260,14 +261,12 @@ def diagnostics_of(entry, upto: int | None, rerun: bool = True) -> tuple[list[di
 def diagnose(entries=None, rerun: bool = True) -> pd.DataFrame:
     """One row per collapsed run: key, label, seed, how it collapsed, final accuracy, break epoch, cause,
     evidence, and where the diagnostics came from."""
-    from .report import label_of
     entries = list(_entries() if entries is None else entries)
     rows = []
     for e in collapsed(entries):
         upto = e["break_epoch"]
         diag, source = diagnostics_of(e, upto, rerun=rerun)
-        opts = e["config"].get("sampler_options") or {}
-        opts = json.loads(opts) if isinstance(opts, str) else opts
+        opts = options_of(e["config"].get("sampler_options"))
         why, evidence = cause(diag, _train_share(e), evals=e["records"], checkpoints=int(opts.get("checkpoints_per_epoch", 1)))
         rows.append(dict(key=e["key"], label=label_of(e["config"]), dataset=e["config"]["dataset"],
                          train_subset=e["config"].get("train_subset"), seed=e["config"]["seed"],

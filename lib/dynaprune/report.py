@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .cache import label_of, options_of   # noqa: F401 (report.label_of: how notebooks name a run)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -72,30 +74,12 @@ def at_budget(df: pd.DataFrame, column: str, budget: float, by=("sampler", "labe
 def target_share(cfg: dict) -> float:
     """The backprop share a run was asked for: its keep_ratio, Reducing Epoch's scale, 1 for full
     data, NaN where the method's paper sets it indirectly and no keep_ratio was given."""
-    import json
-    opts = cfg.get("sampler_options") or {}
-    if isinstance(opts, str):
-        opts = json.loads(opts)
+    opts = options_of(cfg.get("sampler_options"))
     if cfg.get("epochs_scale", 1.0) < 1.0:
         return float(cfg["epochs_scale"])
     if "keep_ratio" in opts:
         return float(opts["keep_ratio"])
     return 1.0 if cfg["sampler"] in ("full", "online_is") else float("nan")
-
-
-def label_of(cfg: dict) -> str:
-    """A short method label from a config dict (sampler, its options, Reducing Epoch variants)."""
-    import json
-    opts = cfg.get("sampler_options") or {}
-    if isinstance(opts, str):
-        opts = json.loads(opts)
-    parts = [cfg["sampler"]]
-    shown = {k: v for k, v in opts.items() if not isinstance(v, (list, tuple)) or len(v) < 8}
-    if shown:
-        parts.append(",".join(f"{k}={v}" for k, v in sorted(shown.items())))
-    if cfg.get("epochs_scale", 1.0) < 1.0:
-        parts = ["reduce_epochs" + ("_scaled" if cfg.get("scale_lr") else ""), f"x{cfg['epochs_scale']}"]
-    return " ".join(parts)
 
 
 # how a figure names a method (the cache's labels stay the sampler keys)
@@ -218,13 +202,11 @@ def matched_controls(runs: pd.DataFrame) -> pd.DataFrame:
 
 def regime_note(runs: pd.DataFrame) -> str | None:
     """How the runs of one label depart from their method's paper regime (`regimes.outside`), or None."""
-    import json
     from .regimes import outside
     if runs.empty or not {"sampler", "sampler_options", "epochs"} <= set(runs.columns):
         return None
     row = runs.iloc[0]
-    opts = row["sampler_options"]
-    opts = json.loads(opts) if isinstance(opts, str) else dict(opts or {})
+    opts = options_of(row["sampler_options"])
     return outside(row["sampler"], opts, int(row["epochs"]))
 
 
