@@ -321,6 +321,16 @@ def grad_norm_sq(outputs, targets) -> torch.Tensor:
     return output_grad_norm_ce(outputs.detach(), targets).double().cpu().pow(2)
 
 
+def per_sample_values(values, n: int, what: str) -> torch.Tensor:
+    """``values``: one finite number per sample (static scores, irreducible losses) as float64; refused otherwise."""
+    v = torch.as_tensor(values, dtype=torch.float64)
+    if v.shape != (n,):
+        raise ValueError(f"{what} must have shape ({n},), got {tuple(v.shape)}")
+    if not torch.isfinite(v).all():
+        raise ValueError(f"{what} contain NaN or inf")
+    return v
+
+
 def check_labels(labels, n: int) -> torch.Tensor:
     """``labels``: one integer class per sample (n of them), for a class-balanced selector; refused otherwise."""
     if labels is None:

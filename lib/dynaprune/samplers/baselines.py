@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import BatchSampler, DynamicSampler, _check_ratio, check_labels, grad_norm_sq, per_class, ratio_or_keep
+from .base import (BatchSampler, DynamicSampler, _check_ratio, check_labels, grad_norm_sq, per_class, per_sample_values,
+                   ratio_or_keep)
 
 SB_BETA = 1.0          # Selective Backprop exponent (the paper sweeps 1-3)
 SB_HISTORY = 1024      # losses in the CDF window
@@ -218,11 +219,7 @@ class StaticTopK(DynamicSampler):
     def __init__(self, n, *, scores, keep_ratio=0.5, scoring_seconds=0.0, class_balanced: bool = False, labels=None,
                  num_epochs=None, seed=0, distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
-        s = torch.as_tensor(scores, dtype=torch.float64)
-        if s.shape != (self.n,):
-            raise ValueError(f"scores must have shape ({self.n},), got {tuple(s.shape)}")
-        if not torch.isfinite(s).all():
-            raise ValueError("scores contain NaN or inf")
+        s = per_sample_values(scores, self.n, "scores")
         self.keep_ratio = _check_ratio("keep_ratio", keep_ratio)
         self.scores, self.scoring_seconds = s, float(scoring_seconds)
         top = lambda sc, k, g: torch.topk(sc, k).indices

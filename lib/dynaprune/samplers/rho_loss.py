@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import BatchSampler, ratio_or_keep
+from .base import BatchSampler, per_sample_values, ratio_or_keep
 
 RATIO = 0.1             # n_b / n_B (official config: percent_train 0.1)
 HOLDOUT_FRACTION = 0.1  # holdout size, as a share of the run's training set (ours; see above)
@@ -41,11 +41,7 @@ class RhoLoss(BatchSampler):
     def __init__(self, n, *, irreducible, ratio=None, keep_ratio=None, static_backprops: int = 0,
                  scoring_seconds: float = 0.0, steps=None, num_epochs=None, seed=0, distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
-        il = torch.as_tensor(irreducible, dtype=torch.float64)
-        if il.shape != (self.n,):
-            raise ValueError(f"irreducible losses must have shape ({self.n},), got {tuple(il.shape)}")
-        if not torch.isfinite(il).all():
-            raise ValueError("irreducible losses contain NaN or inf")
+        il = per_sample_values(irreducible, self.n, "irreducible losses")
         if int(static_backprops) != static_backprops or static_backprops < 0:
             raise ValueError(f"static_backprops must be a non-negative integer, got {static_backprops}")
         self.static_backprops, self.scoring_seconds = int(static_backprops), float(scoring_seconds)
