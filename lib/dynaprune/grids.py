@@ -52,9 +52,10 @@ def unreachable(name, opts, n_epochs) -> str | None:
     if name in ("el2n", "forgetting"):
         o["scores"] = [0.0] * 100
     if name == "rho_loss":          # its IL model's share of the budget, as the engine will count it (default holdout)
-        from .samplers.rho_loss import HOLDOUT_FRACTION
+        from .samplers.rho_loss import il_setup
         o = {k: v for k, v in o.items() if k not in ("holdout_size", "il_epochs")}
-        o.update(irreducible=[0.0] * 100, static_backprops=round(100 * HOLDOUT_FRACTION * opts.get("il_epochs", n_epochs)))
+        size, il_epochs = il_setup(100, n_epochs, None, opts.get("il_epochs"))
+        o.update(irreducible=[0.0] * 100, static_backprops=size * il_epochs)
     try:
         make_sampler(name, 100, num_epochs=n_epochs, **o)
     except ValueError as err:

@@ -90,8 +90,9 @@ def outside(method: str, options: dict, epochs: int) -> str | None:
         if off:
             return "outside [SeTa]'s regime: " + ", ".join(f"{k} = {v} instead of {paper[k]}" for k, v in off.items())
     if method == "rho_loss":
-        from .samplers.rho_loss import HOLDOUT_FRACTION, RATIO
-        il = HOLDOUT_FRACTION * float(options.get("il_epochs", epochs)) / epochs   # the IL model's share, by default
+        from .samplers.rho_loss import RATIO, il_setup
+        size, il_epochs = il_setup(1000, epochs, None, options.get("il_epochs"))   # any n: the default holdout is its share
+        il = size * il_epochs / (1000 * epochs)          # the IL model's share of the budget (default holdout)
         sel = float(options["keep_ratio"]) - il if "keep_ratio" in options else float(options.get("ratio", RATIO))
         if abs(sel - RATIO) > 1e-9 or "holdout_size" in options:
             return (f"outside [RHO-LOSS]'s regime: n_b / n_B = {sel:.3g} instead of {RATIO}"

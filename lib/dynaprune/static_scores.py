@@ -21,6 +21,19 @@ EL2N_MODELS, EL2N_EPOCHS = 10, 20   # [Raju] §4: "average over 10 independent m
 KINDS = ("el2n", "forgetting")
 
 
+def _plain(c):
+    """The plain full-data version of run config ``c`` that a static model is trained under (the memo's key)."""
+    return c.replace(sampler="full", sampler_options=(), record_selection=False, time_budget=None,
+                     final_signals=(), epochs_scale=1.0, scale_lr=False)
+
+
+def _own_schedule(base, seed: int, epochs: int):
+    """``base`` for a static model of ``epochs`` epochs on its own schedule: warm-up and milestones scaled with it."""
+    f = epochs / base.epochs
+    return base.replace(seed=seed, epochs=epochs, warmup_epochs=base.warmup_epochs * f,
+                        milestones=tuple(ms * f for ms in base.milestones))
+
+
 def static_scores(kind: str, c, x, y, ds, score_models: int = EL2N_MODELS, score_epochs: int = EL2N_EPOCHS, *,
                   fit, predict):
     """EL2N ([EL2N]: the mean over ``score_models`` independent models, each trained for ``score_epochs``
@@ -31,8 +44,7 @@ def static_scores(kind: str, c, x, y, ds, score_models: int = EL2N_MODELS, score
         raise ValueError(f"unknown static score {kind!r}; known: {', '.join(KINDS)}")
     if int(score_models) < 1 or int(score_epochs) < 1:
         raise ValueError(f"score_models and score_epochs must be >= 1, got {score_models}, {score_epochs}")
-    base = c.replace(sampler="full", sampler_options=(), record_selection=False, time_budget=None,
-                     final_signals=(), epochs_scale=1.0, scale_lr=False)
+    base = _plain(c)
     params = dict(kind=kind, base=base.to_dict(), n=len(x),
                   **(dict(models=int(score_models), epochs=int(score_epochs)) if kind == "el2n" else {}))
     out = cache.memo("static_scores", params, lambda: _compute(kind, base, x, y, ds, int(score_models),
@@ -44,10 +56,8 @@ def _compute(kind, base, x, y, ds, models, epochs, fit, predict):
     t0 = time.perf_counter()
     if kind == "el2n":
         tot = torch.zeros(len(x))
-        f = epochs / base.epochs   # each scoring model on its own schedule: warm-up and milestones scaled
-        for m in range(models):
-            cfg = base.replace(seed=base.seed * 100 + m + 1, epochs=epochs, warmup_epochs=base.warmup_epochs * f,
-                               milestones=tuple(ms * f for ms in base.milestones))
+        for m in range(models):            # each scoring model on its own schedule
+            cfg = _own_schedule(base, base.seed * 100 + m + 1, epochs)
             r = fit(cfg, x, y, ds)
             tot += output_grad_norm_ce(predict(r, x.to(cfg.device), cfg, torch.device(cfg.device)),
                                        y.to(cfg.device)).cpu()
@@ -76,15 +86,12 @@ def irreducible_losses(c, x_hold, y_hold, x, y, ds, il_epochs: int, *, fit, pred
     keep ratios share one IL model). Returns (losses, seconds spent)."""
     if int(il_epochs) < 1:
         raise ValueError(f"il_epochs must be >= 1, got {il_epochs}")
-    base = c.replace(sampler="full", sampler_options=(), record_selection=False, time_budget=None, final_signals=(),
-                     epochs_scale=1.0, scale_lr=False)
+    base = _plain(c)
     params = dict(kind="irreducible_loss", base=base.to_dict(), n=len(x), holdout=len(x_hold), epochs=int(il_epochs))
 
     def compute():
         t0 = time.perf_counter()
-        f = il_epochs / base.epochs        # the IL model on its own schedule: warm-up and milestones scaled
-        cfg = base.replace(seed=base.seed * 100 + 77, epochs=int(il_epochs), warmup_epochs=base.warmup_epochs * f,
-                           milestones=tuple(ms * f for ms in base.milestones))
+        cfg = _own_schedule(base, base.seed * 100 + 77, int(il_epochs))
         model = fit(cfg, x_hold, y_hold, ds)
         out = predict(model, x.to(cfg.device), cfg, torch.device(cfg.device))
         il = torch.nn.functional.cross_entropy(out.float(), y.to(cfg.device), reduction="none").cpu()

@@ -151,9 +151,8 @@ def setup(c: RunConfig):
         sc, secs = static_scores(c.sampler, c, xtr, ytr, ds, fit=_train_plain, predict=predict, **protocol)
         sampler_kw.update(scores=sc, scoring_seconds=secs)
     if c.sampler == "rho_loss" and "irreducible" not in sampler_kw:
-        from .samplers.rho_loss import HOLDOUT_FRACTION
-        size = int(protocol.get("holdout_size", round(HOLDOUT_FRACTION * len(xtr))))
-        il_epochs = int(protocol.get("il_epochs", c.epochs))
+        from .samplers.rho_loss import il_setup
+        size, il_epochs = il_setup(len(xtr), c.epochs, protocol.get("holdout_size"), protocol.get("il_epochs"))
         hold = holdout_indices(c, size, ds.y_train)
         il, secs = irreducible_losses(c, subset(ds.x_train, hold), ds.y_train[hold], xtr, ytr, ds, il_epochs,
                                       fit=_train_plain, predict=predict)

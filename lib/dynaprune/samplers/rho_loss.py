@@ -27,10 +27,17 @@ from __future__ import annotations
 
 import torch
 
-from .base import BatchSampler, per_sample_values, ratio_or_keep
+from .base import BatchSampler, _check_ratio, per_sample_values, ratio_or_keep
 
 RATIO = 0.1             # n_b / n_B (official config: percent_train 0.1)
 HOLDOUT_FRACTION = 0.1  # holdout size, as a share of the run's training set (ours; see above)
+
+
+def il_setup(n: int, epochs: int, holdout_size=None, il_epochs=None) -> tuple[int, int]:
+    """(holdout size, IL epochs) of a run over ``n`` training samples for ``epochs`` epochs: by default a tenth of n and
+    the run's epochs. The IL model then costs holdout size x IL epochs backprops of the run's budget."""
+    return (int(round(HOLDOUT_FRACTION * n)) if holdout_size is None else int(holdout_size),
+            int(epochs if il_epochs is None else il_epochs))
 
 
 class RhoLoss(BatchSampler):
@@ -49,10 +56,10 @@ class RhoLoss(BatchSampler):
             if num_epochs is None:
                 raise ValueError("RHO-LOSS with keep_ratio needs num_epochs (its IL model's backprops count in the budget)")
             spent = self.static_backprops / (self.n * int(num_epochs))
+            _check_ratio("keep_ratio", keep_ratio)
             if float(keep_ratio) - spent <= 0:
                 raise ValueError(f"keep_ratio={keep_ratio} is out of RHO-LOSS's reach: its irreducible-loss model alone "
                                  f"spends {spent:.3f} of full training's backprops")
-            ratio_or_keep(None, keep_ratio, None)                       # the usual refusal of a bad keep_ratio
             keep_ratio = float(keep_ratio) - spent
         self.ratio = ratio_or_keep(ratio, keep_ratio, RATIO)
         self._set_regime(steps)
