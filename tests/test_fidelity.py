@@ -172,7 +172,7 @@ def test_selection_forward_does_not_change_the_model(name):
     assert model.training
 
 
-SAVERS = [m for m in grids.RATIO_METHODS if m != "rho_loss"]   # rho_loss: a held-out split (tests/test_field_since.py)
+SAVERS = [m for m in grids.ratio_methods() if m != "rho_loss"]   # rho_loss: a held-out split (tests/test_field_since.py)
 
 
 @pytest.mark.parametrize("name", SAVERS)
@@ -183,7 +183,7 @@ def test_keep_ratio_is_the_share_backpropagated(name, tmp_path, monkeypatch):
     monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path))
     base = RunConfig(**TOY, epochs=20, eval_every=20)
     for k in (0.3, 0.5, 0.7):
-        o = grids.RATIO_METHODS[name](k, 20, {"el2n_models": 1, "el2n_epochs": 1})
+        o = grids.ratio_methods()[name](k, 20, {"el2n_models": 1, "el2n_epochs": 1})
         why = grids.unreachable(name, o, 20)
         if why:
             assert name == "kakurenbo" and k == 0.3 and "out of KAKURENBO's reach" in why

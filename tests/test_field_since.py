@@ -182,7 +182,7 @@ def test_regimes_and_labels_of_the_newer_methods():
     assert regimes.outside("seta", regimes.regime("seta", 20), 20) is None
     assert "window_scale = 0.5" in regimes.outside("seta", dict(window_scale=0.5), 20)
     assert "threshold 0.01" in regimes.outside("ies", dict(threshold=0.01), 20)
-    assert {"seta", "ies"} <= set(grids.OWN_BUDGET) and "rs2" in grids.RATIO_METHODS
+    assert {"seta", "ies"} <= set(grids.own_budget()) and "rs2" in grids.ratio_methods()
     assert grids.unreachable("seta", {"keep_ratio": 0.5}, 10) and grids.unreachable("ies", {"keep_ratio": 0.5}, 10)
 
 

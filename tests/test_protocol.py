@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dynaprune import profiles, regimes, tuning
+from dynaprune import profiles, regimes, samplers, tuning
 from dynaprune.data import validation_split
 from dynaprune.diagnose import CAUSES, break_epoch, cause, collapsed, diagnose
 from dynaprune.train import run, setup
@@ -201,10 +201,11 @@ def test_lr_selection_end_to_end_on_smoke():
 
 
 def test_regimes_quote_their_papers_and_label_what_is_outside():
-    doc = regimes.regime.__doc__
-    for quote in ("r = 0.5", "delta = 0.875", "F = 0.3", "alpha = 0.3", "epsilon = 1e-4", "b / B = 0.25",
-                  "20 checkpoints"):
-        assert quote in doc, quote
+    quotes = {"infobatch": ("r = 0.5", "delta = 0.875"), "kakurenbo": ("F = 0.3",), "online_is": ("alpha = 0.3",
+              "epsilon = 1e-4"), "es": ("b / B = 0.25",), "ucb": ("20 checkpoints",)}
+    for method, qs in quotes.items():     # each card's regime quotes its paper
+        for quote in qs:
+            assert quote in samplers.card(method).regime.__doc__, (method, quote)
     assert regimes.recipe(20) == dict(schedule="cosine", warmup_epochs=2.0, drop_last=True)
     assert regimes.outside("infobatch", regimes.regime("infobatch", 20), 20) is None
     assert "InfoBatch" in regimes.outside("infobatch", {"keep_ratio": 0.5}, 20)

@@ -67,7 +67,7 @@ def test_every_sampler_runs_protocol_and_len_is_exact(name):
 
 
 def test_unknown_name_lists_known():
-    with pytest.raises(ValueError, match="known: full, random, random_dynamic, infobatch"):
+    with pytest.raises(ValueError, match="known: full, random, uncertainty_ema, epsilon_greedy, ucb"):
         make_sampler("nope", 10)
 
 

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from .samplers import SAMPLERS, make_sampler
+from .samplers import SAMPLERS, card, make_sampler
 
 CURVE_TIMES = "bench_curve_times.json"    # the measured training times of 05's curves (`curve_times_path`)
 
@@ -43,12 +43,10 @@ def _stats(n, C=10, seed=0):
 
 
 def bench_sampler(name, n, b=128, steps=100, epochs=10):
-    kw = {"num_epochs": epochs}
-    if name in ("el2n", "forgetting"):
-        kw["scores"] = torch.rand(n, generator=torch.Generator().manual_seed(1))
-    if name in ("uncertainty_ema", "epsilon_greedy", "ucb"):
-        kw["period"] = 1
-    s = make_sampler(name, n, **kw)
+    # static inputs as placeholders (`Method.probe`); a method with checkpoints ([Raju]'s) checkpoints every epoch here,
+    # so its scoring is what is timed
+    kw = {"period": 1} if "period" in card(name).regime(20) else {}
+    s = make_sampler(name, n, num_epochs=epochs, **card(name).buildable(kw, n, epochs))
     losses, logits, targets = _stats(n)
     chunk = 8192
     # epoch 0: record statistics for every sample (untimed)
@@ -129,14 +127,14 @@ def bench_curve_times(profile: str = "cpu", repeats: int = 3, methods=None, epoc
     on this machine, for the accuracy-against-time figure of 05. Each cell's run starts with its real config (its
     schedule, regime and checkpoints: the run of the curves, at a fixed lr and seed) and stops after ``epochs``
     epochs; the first epoch is a warm-up and is not timed, the others are steady-state epochs. A method whose
-    work changes over the run (`grids.OWN_BUDGET`: InfoBatch's pruning and annealing, [ES]'s annealing epochs,
+    work changes over the run (its card's ``own_budget``, `samplers.Method`: InfoBatch's pruning and annealing, [ES]'s annealing epochs,
     KAKURENBO's hiding schedule) is timed over its whole run instead. Rounds are interleaved (every cell, then
     every cell again), after one untimed warm-up run. Returns {cell label: dict(method, keep_ratio, run_length,
     per_epoch=(min, median, max) of the seconds of training per epoch over the rounds)}; a run's training time
     is per_epoch x run_length (its epochs of data). Reducing Epoch's epochs are full training's and are not
     measured twice. Scoring before training (EL2N's score models) is not included. Nothing is cached."""
     from . import cache
-    from .grids import OWN_BUDGET, curve_cells, curve_config
+    from .grids import REDUCE_EPOCHS, curve_cells, curve_config, own_budget
     from .profiles import get
     from .study import curve_results
     from .train import run
@@ -147,11 +145,11 @@ def bench_curve_times(profile: str = "cpu", repeats: int = 3, methods=None, epoc
         cells += [c for c in curve_results(profile, own, cache_only=True) if c not in cells] if own else []
     except cache.CacheMiss:
         print(f"no cached curve runs of {own}: their budget-matched controls are not timed")
-    measured = [c for c in cells if c[0] != "reduce_epochs"]      # Reducing Epoch's epochs are full-training epochs
+    measured = [c for c in cells if c[0] != REDUCE_EPOCHS]      # Reducing Epoch's epochs are full-training epochs
     configs = {c: curve_config(profile, *c, seed=P["seeds"][0], lr=P["base"]["lr"]) for c in cells}
     # the first `epochs` epochs of each run (epochs_scale cuts the run; time per epoch does not depend on the lr
     # schedule), or the whole run when its work varies; evaluated never
-    whole = {c for c in measured if c[0] in OWN_BUDGET}
+    whole = {c for c in measured if c[0] in own_budget()}
     short = {c: cfg.replace(eval_every=10 ** 6, **({} if c in whole else dict(epochs_scale=epochs / cfg.epochs)))
              for c, cfg in configs.items()}
     run(short[cells[0]], use_cache=False)                                 # warm-up, untimed
@@ -161,7 +159,7 @@ def bench_curve_times(profile: str = "cpu", repeats: int = 3, methods=None, epoc
             t = [r["t_train"] for r in run(short[c], use_cache=False).records]
             times[c].append(float(sum(t) / configs[c].run_length if c in whole else np.mean(t[1:])))
     for c in cells:
-        if c[0] == "reduce_epochs":
+        if c[0] == REDUCE_EPOCHS:
             times[c] = times[("full", None)]
     stat = lambda v: (min(v), float(np.median(v)), max(v))
     return {(m if r is None else f"{m} keep_ratio={r}"): dict(method=m, keep_ratio=r, run_length=configs[(m, r)].run_length,

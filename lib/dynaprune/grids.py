@@ -10,54 +10,33 @@ out, and `unreachable` says which and why.
 """
 from __future__ import annotations
 
-from .samplers import make_sampler
+from .samplers import METHODS, card, make_sampler
 
-RAJU = ("uncertainty_ema", "epsilon_greedy", "ucb", "random_dynamic")
-
-
-def _period(E):
-    return max(1, round(E / 20))   # [Raju] §4: T_p = 10 of 200 epochs
+REDUCE_EPOCHS = "reduce_epochs"   # [Omission] §5's Reducing Epoch: full data for keep_ratio of the epochs (not a sampler)
 
 
-RATIO_METHODS = {
-    # set level
-    "random": lambda r, E, P: {"keep_ratio": r},
-    **{m: (lambda r, E, P: {"keep_ratio": r, "period": _period(E)}) for m in RAJU},
-    "el2n": lambda r, E, P: {"keep_ratio": r, "score_models": P.get("el2n_models", 10),
-                             "score_epochs": P.get("el2n_epochs", 20)},
-    "forgetting": lambda r, E, P: {"keep_ratio": r},
-    "omission": lambda r, E, P: {"keep_ratio": r},
-    "infobatch": lambda r, E, P: {"keep_ratio": r},
-    "kakurenbo": lambda r, E, P: {"keep_ratio": r},
-    "online_prune": lambda r, E, P: {"keep_ratio": r, "equal_steps": False, "prune_every": max(1, round(E / 4))},
-    "rs2": lambda r, E, P: {"keep_ratio": r},     # [RS2]: without replacement (the sampler's default)
-    "rho_loss": lambda r, E, P: {"keep_ratio": r},   # [RHO-LOSS]: its IL model's backprops within the budget
-    # batch level
-    **{m: (lambda r, E, P: {"keep_ratio": r}) for m in (
-        "es", "eswp", "omission_batch", "extra_forward_bernoulli", "weighted_replacement", "loss_is",
-        "ordered_sgd", "historical_replacement", "historical_ranking", "selective_backprop")},
-}
-FIXED_METHODS = {
-    "full": {},
-    "infobatch": {},       # the paper's own setting (r = 0.5, delta = 0.875): what InfoBatch itself saves
-    "online_is": {},       # importance sampling with n draws per epoch: saves no backprops
-    "seta": {},            # [SeTa]'s regime (`regimes.regime`): its share follows from its window and the loss groups
-    "ies": {},             # [IES]'s threshold: its share follows from the samples it finds mastered
-}
+def ratio_methods() -> dict:
+    """{method: its budget mapping (r, epochs, profile) -> options}: every method that takes a keep_ratio, from its card
+    (`samplers.Method.budget`), in the registry's order."""
+    return {m: c.budget for m, c in METHODS.items() if c.budget is not None}
+
+
+def fixed_methods() -> dict:
+    """{method: options} of the methods that a wide comparison runs once at their own budget (`samplers.Method.fixed`:
+    full data, and methods whose paper sets the budget, e.g. InfoBatch's r = 0.5 and delta = 0.875)."""
+    return {m: dict(c.fixed) for m, c in METHODS.items() if c.fixed is not None}
+
+
+def own_budget() -> tuple:
+    """The methods whose paper sets their own budget (a keep_ratio forced on them runs outside their regime, labelled)."""
+    return tuple(m for m, c in METHODS.items() if c.own_budget)
 
 
 def unreachable(name, opts, n_epochs) -> str | None:
-    """Why ``name`` cannot run with ``opts`` over ``n_epochs`` epochs (None when it can)."""
-    o = {k: v for k, v in opts.items() if k not in ("score_models", "score_epochs")}
-    if name in ("el2n", "forgetting"):
-        o["scores"] = [0.0] * 100
-    if name == "rho_loss":          # its IL model's share of the budget, as the engine will count it (default holdout)
-        from .samplers.rho_loss import il_setup
-        o = {k: v for k, v in o.items() if k not in ("holdout_size", "il_epochs")}
-        size, il_epochs = il_setup(100, n_epochs, None, opts.get("il_epochs"))
-        o.update(irreducible=[0.0] * 100, static_backprops=size * il_epochs)
+    """Why ``name`` cannot run with ``opts`` over ``n_epochs`` epochs (None when it can): the sampler built over 100
+    samples with its card's placeholders for static inputs (`samplers.Method.buildable`)."""
     try:
-        make_sampler(name, 100, num_epochs=n_epochs, **o)
+        make_sampler(name, 100, num_epochs=n_epochs, **card(name).buildable(dict(opts), 100, n_epochs))
     except ValueError as err:
         return str(err)
     return None
@@ -70,18 +49,18 @@ def comparison_configs(base, ratios, seeds, methods=None, profile=None):
     E, P = base.epochs, (profile or {})
     skip = set(P.get("wide_skip", ()))       # methods whose runs this profile has not computed yet (its cache renders)
     if methods is None and skip:
-        methods = [m for m in (*FIXED_METHODS, *RATIO_METHODS, "reduce_epochs") if m not in skip]
+        methods = [m for m in (*fixed_methods(), *ratio_methods(), REDUCE_EPOCHS) if m not in skip]
     out = []
     for seed in seeds:
-        for name, opts in FIXED_METHODS.items():
+        for name, opts in fixed_methods().items():
             if not methods or name in methods:
                 out.append(base.replace(sampler=name, sampler_options=opts, seed=seed))
         for r in ratios:
-            for name, f in RATIO_METHODS.items():
+            for name, f in ratio_methods().items():
                 if (methods and name not in methods) or unreachable(name, f(r, E, P), E):
                     continue
                 out.append(base.replace(sampler=name, sampler_options=f(r, E, P), seed=seed))
-            if not methods or "reduce_epochs" in methods:
+            if not methods or REDUCE_EPOCHS in methods:
                 out.append(base.replace(sampler="full", epochs_scale=r, seed=seed))
                 out.append(base.replace(sampler="full", epochs_scale=r, scale_lr=True, seed=seed))
     return out
@@ -91,7 +70,7 @@ def equal_seen_configs(base, r, seeds, methods=("ucb", "el2n"), profile=None):
     """[Raju] Fig. 5's protocol: pruning methods at keep ratio ``r`` trained for E / r epochs (their
     schedule stretched with them), so they backpropagate as many samples as full training for E."""
     E2, P = round(base.epochs / r), (profile or {})
-    return [base.replace(sampler=m, sampler_options=RATIO_METHODS[m](r, E2, P), epochs=E2, seed=s)
+    return [base.replace(sampler=m, sampler_options=card(m).budget(r, E2, P), epochs=E2, seed=s)
             for s in seeds for m in methods]
 
 
@@ -123,17 +102,13 @@ def tuning_cells(configs) -> dict:
     return out
 
 
-# methods whose paper sets their own budget (a keep_ratio forced on them runs outside their regime, labelled)
-OWN_BUDGET = ("infobatch", "kakurenbo", "online_is", "es", "eswp", "seta", "ies", "rho_loss")
-
-
 def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed: int = 0, lr: float | None = None,
                 **overrides):
     """One run of the fair protocol: the profile's base config (with ``overrides``), the shared recipe
     (`regimes.recipe`: 10% warm-up, drop_last), the profile's validation split (``fair["val_size"]``), image
     models in channels_last memory format (faster on the CPU; a no-op for MLPs), and ``method`` in its
     paper's regime (`regimes.regime`). ``keep_ratio`` sets the budget of methods that take one; given to a
-    method whose paper sets its own budget (`OWN_BUDGET`), it replaces the regime's budget and
+    method whose paper sets its own budget (`own_budget`), it replaces the regime's budget and
     `regimes.outside` labels the run. ``method="reduce_epochs"``: full data for keep_ratio of the epochs. A
     ``val_size`` among ``overrides`` replaces the profile's (e.g. 0 for a set too small to split, whose runs take the
     rate tuned elsewhere)."""
@@ -145,14 +120,14 @@ def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed
     # channels_last: the small CNN's training epoch in 0.73x the time on this CPU (interleaved runs; docs/speed.md)
     common = dict(seed=seed, lr=base.lr if lr is None else float(lr), channels_last=True,
                   val_size=overrides.get("val_size", P["fair"]["val_size"]), **regimes.recipe(E))
-    if method == "reduce_epochs":
+    if method == REDUCE_EPOCHS:
         if keep_ratio is None:
             raise ValueError("reduce_epochs needs keep_ratio (the share of the epochs it trains)")
         return base.replace(sampler="full", sampler_options={}, epochs_scale=keep_ratio, **common)
-    opts = {}
-    if keep_ratio is not None and method in RATIO_METHODS:
-        opts.update(RATIO_METHODS[method](keep_ratio, E, P))
-    if keep_ratio is None or method not in OWN_BUDGET:
+    m, opts = card(method), {}
+    if keep_ratio is not None and m.budget is not None:
+        opts.update(m.budget(keep_ratio, E, P))
+    if keep_ratio is None or not m.own_budget:
         opts.update(regimes.regime(method, E))
     return base.replace(sampler=method, sampler_options=opts, **common)
 
@@ -198,8 +173,9 @@ def side_protocol(profile: str, notebook: str) -> str:
 
 def curve_cells(profile: str, methods=None, reachable: bool = True) -> list[tuple[str, float | None]]:
     """The cells (method, keep_ratio) of the profile's budget curves (``curves`` in `profiles`): each method
-    at each ratio; full training, and the methods whose paper sets their own budget (`OWN_BUDGET`), once at it
-    (keep_ratio None); of these, [ES] and ESWP (whose b / B is a budget knob) also at each ratio, outside their regime.
+    at each ratio; full training, and the methods whose paper sets their own budget (`samplers.Method.own_budget`), once
+    at it (keep_ratio None); of these, those whose card puts them on the curves at each ratio too
+    (``curve_ratios``: [ES] and ESWP, whose b / B is a budget knob; RHO-LOSS) also at each ratio, outside their regime.
     ``methods``: these instead of the profile's list (e.g. a longer list being computed). ``reachable``: leave
     out the cells a method cannot run (`unreachable`: [ES]'s annealing epochs alone spend 0.1 of full training's
     backprops, so its keep ratio must exceed that); False: every cell."""
@@ -207,13 +183,14 @@ def curve_cells(profile: str, methods=None, reachable: bool = True) -> list[tupl
     C = get(profile)["curves"]
     cells = []
     for m in (methods or C["methods"]):
-        if m == "full" or m in OWN_BUDGET:
+        k = None if m == REDUCE_EPOCHS else card(m)
+        if k is not None and k.on_curves_once:
             cells.append((m, None))
-        if m not in ("full", "infobatch", "kakurenbo", "online_is", "seta", "ies"):
+        if k is None or (k.budget is not None and k.curve_ratios):
             cells += [(m, float(r)) for r in C["ratios"]]
     if reachable:
         cfg = lambda m, r: curve_config(profile, m, r, seed=0, lr=1.0)
-        cells = [(m, r) for m, r in cells if m in ("full", "reduce_epochs")
+        cells = [(m, r) for m, r in cells if m == REDUCE_EPOCHS
                  or not unreachable(m, cfg(m, r).options("sampler_options"), cfg(m, r).epochs)]
     return cells
 
@@ -225,7 +202,7 @@ def matched_cells(share: float) -> list[tuple[str, float]]:
     r = round(float(share), 2)
     if not 0 < r <= 1:
         raise ValueError(f"a measured backprop share must lie in (0, 1], got {share!r}")
-    return [("random", r), ("reduce_epochs", r)]
+    return [("random", r), (REDUCE_EPOCHS, r)]
 
 
 def curve_config(profile: str, method: str, keep_ratio: float | None, seed: int, lr: float):

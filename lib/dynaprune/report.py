@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .cache import label_of, options_of   # noqa: F401 (report.label_of: how notebooks name a run)
+from .samplers import METHODS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,21 +80,20 @@ def target_share(cfg: dict) -> float:
         return float(cfg["epochs_scale"])
     if "keep_ratio" in opts:
         return float(opts["keep_ratio"])
-    return 1.0 if cfg["sampler"] in ("full", "online_is") else float("nan")
+    m = METHODS.get(cfg["sampler"])
+    return float("nan") if m is None else m.share     # the card's: 1 for full data and n draws per epoch
 
 
-# how a figure names a method (the cache's labels stay the sampler keys)
-METHOD_NAMES = {"full": "full data", "random": "random pruning", "random_dynamic": "random dynamic [Raju]",
-                "uncertainty_ema": "uncertainty-EMA [Raju]", "epsilon_greedy": "ε-greedy [Raju]", "ucb": "UCB [Raju]",
-                "omission": "Omission", "omission_batch": "Omission, batch-level", "infobatch": "InfoBatch",
-                "es": "Evolved Sampling", "eswp": "ES with pruning", "online_is": "online IS",
-                "online_prune": "online pruning [OnlineIS]", "el2n": "EL2N (static)", "forgetting": "forgetting (static)",
-                "kakurenbo": "KAKURENBO", "extra_forward_bernoulli": "extra-forward Bernoulli", "loss_is": "loss IS",
-                "weighted_replacement": "weighted, with replacement", "selective_backprop": "Selective Backprop",
-                "ordered_sgd": "ordered SGD", "historical_replacement": "historical, with replacement",
-                "historical_ranking": "historical ranking", "reduce_epochs": "Reducing Epoch",
-                "reduce_epochs_scaled": "Reducing Epoch, lr scaled", "rs2": "RS2", "seta": "SeTa", "ies": "IES",
-                "rho_loss": "RHO-LOSS"}
+# how a figure names a method (the cache's labels stay the sampler keys): its card's name (`samplers.Method.name`), and
+# the protocol's two references that are not samplers
+def method_name(method: str) -> str:
+    """How a table or figure names ``method`` (a sampler key, or Reducing Epoch's labels); unknown keys as they are."""
+    if method in METHODS:
+        return METHODS[method].name
+    return REFERENCE_NAMES.get(method, method)
+
+
+REFERENCE_NAMES = {"reduce_epochs": "Reducing Epoch", "reduce_epochs_scaled": "Reducing Epoch, lr scaled"}
 # options a figure leaves out of a method's name: the budget (the panel or axis shows it) and regime bookkeeping
 _QUIET_OPTIONS = {"keep_ratio", "checkpoints_per_epoch", "period", "score_epochs", "score_models", "prune_K",
                   "prune_every", "equal_steps", "labels", "holdout_size", "il_epochs"}
@@ -104,7 +104,7 @@ def display_name(label: str) -> str:
     """A cache label (`label_of`: ``"infobatch delta=0.875,r=0.5"``) as a figure names it (``"InfoBatch (δ=0.875, r=0.5)"``):
     the method's name, and only the options that tell variants apart."""
     head, _, rest = label.partition(" ")
-    name = METHOD_NAMES.get(head, head)
+    name = method_name(head)
     if head.startswith("reduce_epochs"):
         return f"{name} ({rest})" if rest else name
     opts = [o.split("=", 1) for o in rest.split(",") if "=" in o]

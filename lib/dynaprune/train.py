@@ -27,6 +27,7 @@ from .cache import RunResult
 from .config import SIGNALS, RunConfig
 from .data import IndexedDataset, LazyImages, load_dataset, random_crop_flip, subset, take, validation_split
 from .models import build_model
+from .samplers import card as sampler_card
 from .samplers import make_sampler
 from .scores import output_grad_norm_ce, per_sample_loss
 from .static_scores import irreducible_losses, static_scores
@@ -125,6 +126,29 @@ def train_indices(c: RunConfig, y: torch.Tensor | None = None) -> torch.Tensor:
     return split_indices(c, y)[0]
 
 
+class Prepare:
+    """The engine's side of a method's ``prepare`` hook (`samplers.Method`): the run config, its training tensors and
+    dataset, the sampler options given (``options``) and the protocol options (``protocol``); the static computations
+    run the engine's own plain loop (`_train_plain`) and batched `predict` (`dynaprune.static_scores` does not import the
+    engine), and are cached as analyses."""
+
+    def __init__(self, config, x, y, ds, options, protocol):
+        self.config, self.x, self.y, self.ds, self.options, self.protocol = config, x, y, ds, options, protocol
+        self.n, self.epochs = len(x), config.epochs
+
+    def static_scores(self, kind: str, **protocol):
+        """(scores, seconds): `static_scores.static_scores` of the run's training set."""
+        return static_scores(kind, self.config, self.x, self.y, self.ds, fit=_train_plain, predict=predict, **protocol)
+
+    def irreducible_losses(self, holdout_size: int, il_epochs: int):
+        """(losses, seconds): `static_scores.irreducible_losses` of an IL model trained on ``holdout_size`` samples
+        outside the validation split and the training set (`holdout_indices`)."""
+        ds = self.ds
+        hold = holdout_indices(self.config, holdout_size, ds.y_train)
+        return irreducible_losses(self.config, subset(ds.x_train, hold), ds.y_train[hold], self.x, self.y, ds,
+                                  il_epochs, fit=_train_plain, predict=predict)
+
+
 def setup(c: RunConfig):
     """Data (on the device), model, optimiser and sampler of a run (the model wrapped in
     DistributedDataParallel and the sampler sharding its plan when ``c.world_size`` > 1)."""
@@ -140,24 +164,14 @@ def setup(c: RunConfig):
     model = build_model(c.model, ds.input_shape, ds.output_dim, seed=c.seed, **c.options("model_options")).to(device)
     if (device.type == "cuda" or c.channels_last) and xtr.dim() == 4:
         model = model.to(memory_format=torch.channels_last)
+    card = sampler_card(c.sampler)
     sampler_kw = dict(c.options("sampler_options"))
     sampler_kw.setdefault("num_epochs", c.train_epochs)    # schedules and keep_ratio budgets are per run
-    if c.sampler == "online_is":
-        sampler_kw.setdefault("batch_size", c.batch_size)
-    protocol = {k: sampler_kw.pop(k) for k in ("score_models", "score_epochs", "holdout_size", "il_epochs")
-                if k in sampler_kw}
-    if c.sampler in ("el2n", "forgetting") and "scores" not in sampler_kw:
-        # the engine hands its plain loop to the scorer (static_scores does not import the engine)
-        sc, secs = static_scores(c.sampler, c, xtr, ytr, ds, fit=_train_plain, predict=predict, **protocol)
-        sampler_kw.update(scores=sc, scoring_seconds=secs)
-    if c.sampler == "rho_loss" and "irreducible" not in sampler_kw:
-        from .samplers.rho_loss import il_setup
-        size, il_epochs = il_setup(len(xtr), c.epochs, protocol.get("holdout_size"), protocol.get("il_epochs"))
-        hold = holdout_indices(c, size, ds.y_train)
-        il, secs = irreducible_losses(c, subset(ds.x_train, hold), ds.y_train[hold], xtr, ytr, ds, il_epochs,
-                                      fit=_train_plain, predict=predict)
-        # the IL model's cost counts in the run's budget (`run` adds it to the first epoch's record)
-        sampler_kw.update(irreducible=il, static_backprops=size * il_epochs, scoring_seconds=secs)
+    for f in card.run_fields:                              # run values the sampler takes (e.g. online IS's batch size)
+        sampler_kw.setdefault(f, getattr(c, f))
+    protocol = {k: sampler_kw.pop(k) for k in card.protocol if k in sampler_kw}
+    if card.prepare is not None:                           # static inputs: scores, an irreducible-loss model
+        sampler_kw.update(card.prepare(Prepare(c, xtr, ytr, ds, sampler_kw, protocol)))
     if sampler_kw.get("class_balanced"):
         sampler_kw.setdefault("labels", ytr)            # a class-balanced selector's per-class budgets
     rank, world = _world(c)

@@ -31,7 +31,9 @@ Validation happens before any state changes, so a refused call loses nothing.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+import typing
 
 import torch
 from torch.utils.data import Sampler
@@ -364,3 +366,77 @@ def per_class(choose, score: torch.Tensor, k: int, labels: torch.Tensor, g: torc
         if kc:
             out.append(idx[choose(score[idx], kc, g)])
     return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------------------------------- method cards
+
+def _no_options(epochs: int) -> dict:
+    return {}
+
+
+def _inside(options: dict, epochs: int) -> None:
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A method card: everything the study needs to know about one registry entry, declared beside its sampler (each
+    module's ``METHODS``), read by the engine (`dynaprune.train`), the grids and regimes, and the reports, so that none
+    of them tests a method's name. Adding a method is its module plus one line in `dynaprune.samplers` (`register` for a
+    method of one's own).
+
+    - ``build(n, seed=, **options)``: the sampler class (or factory); its ``version`` keys the results cache.
+    - ``name``: how a table or figure names it; ``paper``: its citation key (`references.bib`), None for ours.
+    - ``budget(r, epochs, profile) -> options``: how ``keep_ratio`` r (the expected backprop share of the run) maps onto
+      its knobs; None when it takes no keep_ratio.
+    - ``own_budget``: its paper sets its own budget (a keep_ratio forced on it runs outside its regime, labelled);
+      ``fixed``: the options of its one run at that budget in a wide comparison (None: no such run);
+      ``curve_ratios``: on the budget curves at each keep ratio too (e.g. [ES]'s b / B is a budget knob).
+    - ``regime(epochs) -> options`` of its paper's regime; ``outside(options, epochs) -> label | None``: how a run
+      departs from it.
+    - ``share``: the backprop share asked for when no keep_ratio is given (1 for full data and for importance sampling
+      with n draws per epoch; NaN where the paper sets it indirectly).
+    - ``prepare(ctx) -> options``: static inputs the engine computes before training (static scores, an irreducible-loss
+      model), asked of the engine's context (`dynaprune.train.Prepare`: ``ctx.options``, the sampler options given;
+      ``ctx.protocol``, the options named in ``protocol``, which parametrise ``prepare`` and are not the sampler's;
+      ``ctx.n`` and ``ctx.epochs``; ``ctx.static_scores(kind, **protocol)``; ``ctx.irreducible_losses(holdout_size,
+      il_epochs)``); ``probe(options, n, epochs) -> options``: placeholders for them, so the sampler can be built without
+      training (reachability checks, benchmarks).
+    - ``run_fields``: RunConfig fields the sampler takes as keywords (e.g. ``batch_size``).
+    """
+
+    build: typing.Callable
+    name: str
+    paper: str | None = None
+    budget: typing.Callable | None = None
+    own_budget: bool = False
+    fixed: dict | None = None
+    curve_ratios: bool = True
+    regime: typing.Callable = _no_options
+    outside: typing.Callable = _inside
+    share: float = float("nan")
+    prepare: typing.Callable | None = None
+    probe: typing.Callable | None = None
+    protocol: tuple = ()
+    run_fields: tuple = ()
+
+    @property
+    def version(self) -> int:
+        return getattr(self.build, "version", 1)
+
+    def buildable(self, options: dict, n: int, epochs: int) -> dict:
+        """``options`` as the sampler can be built with them over ``n`` samples without training: protocol options
+        off, `probe` placeholders in."""
+        if self.probe is not None:
+            return self.probe(dict(options), n, epochs)
+        return {k: v for k, v in options.items() if k not in self.protocol}
+
+    @property
+    def on_curves_once(self) -> bool:
+        """Whether the budget curves run it once at its own budget (keep_ratio None)."""
+        return self.own_budget or self.budget is None
+
+
+def keep(r, epochs, profile) -> dict:
+    """The plain budget mapping: keep_ratio r is the method's own knob."""
+    return {"keep_ratio": r}

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import (BatchSampler, DynamicSampler, _check_ratio, check_labels, grad_norm_sq, per_class, per_sample_values,
-                   ratio_or_keep)
+from .base import (BatchSampler, DynamicSampler, Method, _check_ratio, check_labels, grad_norm_sq, keep, per_class,
+                   per_sample_values, ratio_or_keep)
 
 SB_BETA = 1.0          # Selective Backprop exponent (the paper sweeps 1-3)
 SB_HISTORY = 1024      # losses in the CDF window
@@ -230,3 +230,55 @@ class StaticTopK(DynamicSampler):
 
     def _plan(self, epoch, g):
         return self._shuffle(self.subset, g), None
+
+
+# ---------------------------------------------------------------------------------------------------- method cards
+
+def kakurenbo_regime(epochs: int) -> dict:
+    """KAKURENBO (public code): the maximum hidden fraction F = 0.3, stepping down with the schedule, and the learning
+    rate scaled by 1 / (1 - F_e) of the *scheduled* fraction."""
+    return dict(max_fraction=KAKURENBO_F, lr_rule="scheduled")
+
+
+def kakurenbo_outside(options: dict, epochs: int) -> str | None:
+    if "keep_ratio" in options:
+        return (f"outside KAKURENBO's regime: keep_ratio {options['keep_ratio']} solves the hidden fraction F "
+                "(0.77 at 0.5 over 20 epochs) instead of F = 0.3")
+    if options.get("lr_rule", "realised") != "scheduled":
+        return "outside KAKURENBO's regime: learning rate scaled by the realised, not the scheduled, hidden share"
+    return None
+
+
+def el2n_budget(r, epochs, profile) -> dict:
+    """keep_ratio r, and [Raju] §4's scoring protocol (the profile may shorten it: ``el2n_models``, ``el2n_epochs``)."""
+    return {"keep_ratio": r, "score_models": profile.get("el2n_models", 10), "score_epochs": profile.get("el2n_epochs", 20)}
+
+
+def _static(kind):
+    def prepare(ctx) -> dict:
+        """The scores, computed (and cached) before training by `dynaprune.static_scores` unless given."""
+        if "scores" in ctx.options:
+            return {}
+        scores, seconds = ctx.static_scores(kind, **ctx.protocol)
+        return dict(scores=scores, scoring_seconds=seconds)
+    return prepare
+
+
+def _static_probe(options, n, epochs) -> dict:
+    o = {k: v for k, v in options.items() if k not in ("score_models", "score_epochs")}
+    o.setdefault("scores", [0.0] * n)
+    return o
+
+
+_STATIC = dict(probe=_static_probe, protocol=("score_models", "score_epochs"))
+METHODS = {
+    "kakurenbo": Method(Kakurenbo, "KAKURENBO", "KAKURENBO", budget=keep, own_budget=True, curve_ratios=False,
+                        regime=kakurenbo_regime, outside=kakurenbo_outside),
+    "el2n": Method(StaticTopK, "EL2N (static)", "EL2N", budget=el2n_budget, prepare=_static("el2n"), **_STATIC),
+    "forgetting": Method(StaticTopK, "forgetting (static)", "Forgetting", budget=keep, prepare=_static("forgetting"),
+                         **_STATIC),
+    "weighted_replacement": Method(WeightedReplacement, "weighted, with replacement", "DLIS", budget=keep),
+    "loss_is": Method(LossIS, "loss IS", "BiasedIS", budget=keep),
+    "ordered_sgd": Method(OrderedSGD, "ordered SGD", "OrderedSGD", budget=keep),
+    "selective_backprop": Method(SelectiveBackprop, "Selective Backprop", "SelectiveBackprop", budget=keep),
+}

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import BatchSampler, _check_ratio, ratio_or_keep
+from .base import BatchSampler, Method, _check_ratio, keep, ratio_or_keep
 
 BETA1, BETA2 = 0.2, 0.9        # ES ([ES] §3)
 BETA2_ESWP = 0.8               # ESWP
@@ -124,3 +124,21 @@ def decoupled_ema_trace(losses, beta1: float, beta2: float, s0: float | None = N
 # factories carry the class attributes callers look up (cache version, schedule needs)
 for _f in (es, eswp):
     _f.version, _f.requires_num_epochs = EvolvedSampling.version, EvolvedSampling.requires_num_epochs
+
+
+# ---------------------------------------------------------------------------------------------------- method cards
+
+def regime(epochs: int) -> dict:
+    """[ES] §4: b / B = 0.25, annealing the first and last 5% of the run (the sampler's defaults)."""
+    return dict(ratio=RATIO)
+
+
+def outside(options: dict, epochs: int) -> str | None:
+    if "keep_ratio" in options:
+        return f"outside [ES]'s regime: keep_ratio {options['keep_ratio']} sets b / B instead of 0.25"
+    return None
+
+
+# [ES] sets its own budget (b / B), a budget knob too: on the curves at each keep ratio, outside its regime
+_ES = dict(paper="ES", budget=keep, own_budget=True, regime=regime, outside=outside)
+METHODS = {"es": Method(es, "Evolved Sampling", **_ES), "eswp": Method(eswp, "ES with pruning", **_ES)}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import DynamicSampler
+from .base import DynamicSampler, Method
 
 THRESHOLD = 1e-3    # δ: the official code's default base threshold (CIFAR-10; its README: tune in 1e-5 .. 1e-1)
 WINDOW = 3          # the moving average of |Δ²| (official code: --moving_average_rate 3)
@@ -82,3 +82,20 @@ class IES(DynamicSampler):
         if self.epoch >= 0 and epoch == self.epoch + 1:      # replanning the current epoch closes nothing
             self._close_epoch()
         return self._shuffle(torch.nonzero(~self.excluded).flatten(), g), None
+
+
+# ---------------------------------------------------------------------------------------------------- method card
+
+def regime(epochs: int) -> dict:
+    """[IES] (official code): threshold δ = 1e-3 (10 classes), a moving average over 3 epochs, k = 1 (the defaults)."""
+    return dict(threshold=THRESHOLD)
+
+
+def outside(options: dict, epochs: int) -> str | None:
+    if float(options.get("threshold", THRESHOLD)) != THRESHOLD:
+        return f"outside [IES]'s regime: threshold {options['threshold']} instead of 1e-3"
+    return None
+
+
+# its share follows from the samples it finds mastered: one run at its own budget
+METHODS = {"ies": Method(IES, "IES", "IES", own_budget=True, fixed={}, regime=regime, outside=outside)}

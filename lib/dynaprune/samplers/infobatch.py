@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from ..theory import infobatch_keep_count
-from .base import DynamicSampler, _check_ratio
+from .base import DynamicSampler, Method, _check_ratio, keep
 
 PRUNE_RATIO = 0.5   # r ([InfoBatch])
 DELTA = 0.875       # annealing starts at delta * E ([InfoBatch])
@@ -93,3 +93,25 @@ class InfoBatch(DynamicSampler):
 
     def _observe(self, idx, losses, logits, targets):
         self.scores[idx] = losses.double()
+
+
+# ---------------------------------------------------------------------------------------------------- method card
+
+def regime(epochs: int) -> dict:
+    """[InfoBatch]: prune ratio r = 0.5 and annealing from delta = 0.875 of the run (the poster leaves both open; the
+    official code's defaults); no keep_ratio: the budget is what r gives (about 0.64 of full)."""
+    return dict(r=PRUNE_RATIO, delta=DELTA)
+
+
+def outside(options: dict, epochs: int) -> str | None:
+    if "keep_ratio" in options:
+        return (f"outside [InfoBatch]'s regime: keep_ratio {options['keep_ratio']} forces the prune ratio r "
+                "per epoch (up to 0.9: weights up to 10x) instead of r = 0.5")
+    if float(options.get("r", PRUNE_RATIO)) != PRUNE_RATIO:
+        return f"outside [InfoBatch]'s regime: r = {options['r']} instead of 0.5 (weights 1 / (1 - r))"
+    return None
+
+
+# fixed: the paper's own setting (r = 0.5, delta = 0.875) is what InfoBatch itself saves
+METHODS = {"infobatch": Method(InfoBatch, "InfoBatch", "InfoBatch", budget=keep, own_budget=True, fixed={},
+                               curve_ratios=False, regime=regime, outside=outside)}

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 
 from ..theory import optimal_bernoulli_probs, smoothed_probs
-from .base import BatchSampler, DynamicSampler, _check_ratio, grad_norm_sq, ratio_or_keep
+from .base import BatchSampler, DynamicSampler, Method, _check_ratio, grad_norm_sq, keep, ratio_or_keep
 
 BETA1 = 0.9      # EMA of the normalised score ([Omission] §3.2.1, as in Adam)
 BETA2 = 0.99     # EMA of the mean g~^2 for scale normalisation
@@ -243,3 +243,14 @@ class HistoricalRanking(OmissionBatch):
             keep[torch.argmax(F)] = True
         pos = torch.nonzero(keep).flatten()
         return pos, torch.ones(len(pos), dtype=torch.float64)
+
+
+# ---------------------------------------------------------------------------------------------------- method cards
+
+METHODS = {
+    "omission": Method(Omission, "Omission", "Omission", budget=keep),
+    "omission_batch": Method(OmissionBatch, "Omission, batch-level", "Omission", budget=keep),
+    "extra_forward_bernoulli": Method(ExtraForwardBernoulli, "extra-forward Bernoulli", "Omission", budget=keep),
+    "historical_replacement": Method(HistoricalReplacement, "historical, with replacement", "Omission", budget=keep),
+    "historical_ranking": Method(HistoricalRanking, "historical ranking", "Omission", budget=keep),
+}

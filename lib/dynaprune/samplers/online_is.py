@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import DynamicSampler, _check_ratio, grad_norm_sq
+from .base import DynamicSampler, Method, _check_ratio, grad_norm_sq, keep
 
 ALPHA = 0.3          # [OnlineIS] App. C (CIFAR, image regression); {0, 0.1, 0.2, 0.3} by task
 EPS = 1e-4           # q += eps each epoch ("small")
@@ -293,3 +293,29 @@ class OnlinePrune(_Importance):
             return self._shuffle(pool, g), None
         reps = -(-self.n // len(pool))
         return torch.cat([self._shuffle(pool, g) for _ in range(reps)])[: self.n], None
+
+
+# ---------------------------------------------------------------------------------------------------- method cards
+
+def regime(epochs: int) -> dict:
+    """[OnlineIS] §5 / Alg. 1: alpha = 0.3, epsilon = 1e-4 added to q each epoch, a uniform first epoch (the sampler's
+    defaults)."""
+    return dict(alpha=ALPHA, eps=EPS)
+
+
+def prune_regime(epochs: int) -> dict:
+    """[OnlineIS]'s online pruning with K = 4 (CIFAR)."""
+    return dict(prune_K=K)
+
+
+def prune_budget(r, epochs, profile) -> dict:
+    """keep_ratio r with fewer steps per epoch, pruning rounds every quarter of the run."""
+    return {"keep_ratio": r, "equal_steps": False, "prune_every": max(1, round(epochs / 4))}
+
+
+METHODS = {
+    # n draws per epoch: saves no backprops (share 1), its one run at its own budget
+    "online_is": Method(OnlineIS, "online IS", "OnlineIS", own_budget=True, fixed={}, regime=regime, share=1.0,
+                        run_fields=("batch_size",)),
+    "online_prune": Method(OnlinePrune, "online pruning [OnlineIS]", "OnlineIS", budget=prune_budget, regime=prune_regime),
+}

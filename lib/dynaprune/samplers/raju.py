@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import DynamicSampler, _check_ratio, check_labels, per_class
+from .base import DynamicSampler, Method, _check_ratio, check_labels, keep, per_class
 
 ALPHA = 0.8        # eq. 2, weight on the new loss ([Raju] §4)
 PERIOD = 10        # T_p ([Raju] §4)
@@ -233,3 +233,47 @@ class UCB(UncertaintyEMA):
 
     def score(self):
         return self.ema + self.c * self.var
+
+
+# ---------------------------------------------------------------------------------------------------- method cards
+
+CHECKPOINTS = 20          # [Raju] §4: 200 epochs with T_p = 10, i.e. 20 checkpoints per run
+
+
+def period_of(epochs: int) -> int:
+    """T_p for a run of ``epochs``: [Raju] §4's T_p = 10 of 200 epochs, i.e. E / 20 (at least 1)."""
+    return max(1, round(epochs / CHECKPOINTS))
+
+
+def budget(r, epochs, profile) -> dict:
+    """keep_ratio r at [Raju]'s pruning period T_p = E / 20."""
+    return {"keep_ratio": r, "period": period_of(epochs)}
+
+
+def regime(epochs: int) -> dict:
+    """[Raju] §4: T_p = 10 of 200 epochs, 20 checkpoints per run: a period of epochs // 20 epochs; a run of fewer than
+    20 epochs checkpoints ceil(20 / epochs) times per epoch (sub-epoch periods, each checkpoint scoring the whole
+    training set as [Raju] does, and training on its share of the epoch)."""
+    if epochs >= CHECKPOINTS:
+        return dict(period=max(1, epochs // CHECKPOINTS))
+    return dict(period=1, checkpoints_per_epoch=-(-CHECKPOINTS // epochs))
+
+
+def outside(options: dict, epochs: int) -> str | None:
+    period = int(options.get("period", PERIOD))
+    checkpoints = -(-epochs // period) * int(options.get("checkpoints_per_epoch", 1))
+    if checkpoints < CHECKPOINTS:
+        return (f"outside [Raju]'s regime: {checkpoints} checkpoints per run (period {period} of {epochs} "
+                f"epochs) instead of {CHECKPOINTS}")
+    return None
+
+
+_RAJU = dict(paper="Raju", budget=budget, regime=regime, outside=outside)
+METHODS = {
+    # [Omission]'s "Random": a fresh uniform subset every epoch (period 1)
+    "random": Method(RandomDynamic, "random pruning", "Omission", budget=keep),
+    "uncertainty_ema": Method(UncertaintyEMA, "uncertainty-EMA [Raju]", **_RAJU),
+    "epsilon_greedy": Method(EpsilonGreedy, "ε-greedy [Raju]", **_RAJU),
+    "ucb": Method(UCB, "UCB [Raju]", **_RAJU),
+    "random_dynamic": Method(random_dynamic, "random dynamic [Raju]", **_RAJU),
+}

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import BatchSampler, _check_ratio, per_sample_values, ratio_or_keep
+from .base import BatchSampler, Method, _check_ratio, keep, per_sample_values, ratio_or_keep
 
 RATIO = 0.1             # n_b / n_B (official config: percent_train 0.1)
 HOLDOUT_FRACTION = 0.1  # holdout size, as a share of the run's training set (ours; see above)
@@ -69,3 +69,46 @@ class RhoLoss(BatchSampler):
         rho = losses.double() - self.irreducible[idx]
         pos = torch.topk(rho, max(1, int(round(self.ratio * len(idx))))).indices
         return pos, torch.ones(len(pos), dtype=torch.float64)
+
+
+# ---------------------------------------------------------------------------------------------------- method card
+
+def regime(epochs: int) -> dict:
+    """[RHO-LOSS] (official CIFAR config): n_b / n_B = 0.1, "fewer steps"; the IL model trained on a held-out tenth of
+    the training set's size for the run's epochs (ours: the paper trains it on a holdout as large as the training set,
+    with early stopping); its backprops count in the budget, so a keep_ratio rho sets n_b / n_B = rho - 0.1."""
+    return dict(ratio=RATIO)
+
+
+def outside(options: dict, epochs: int) -> str | None:
+    size, il_epochs = il_setup(1000, epochs, None, options.get("il_epochs"))   # any n: the default holdout is its share
+    il = size * il_epochs / (1000 * epochs)          # the IL model's share of the budget (default holdout)
+    sel = float(options["keep_ratio"]) - il if "keep_ratio" in options else float(options.get("ratio", RATIO))
+    if abs(sel - RATIO) > 1e-9 or "holdout_size" in options:
+        return (f"outside [RHO-LOSS]'s regime: n_b / n_B = {sel:.3g} instead of {RATIO}"
+                + (f" (keep_ratio {options['keep_ratio']} less the IL model's {il:.3g})" if "keep_ratio" in options else "")
+                + (f", holdout of {options['holdout_size']}" if "holdout_size" in options else ""))
+    return None
+
+
+def prepare(ctx) -> dict:
+    """The irreducible losses: an IL model trained (and cached) before training on a held-out split, unless given; its
+    backprops go to the run's budget (``static_backprops``, counted by the engine in the first epoch's record)."""
+    if "irreducible" in ctx.options:
+        return {}
+    size, il_epochs = il_setup(ctx.n, ctx.epochs, ctx.protocol.get("holdout_size"), ctx.protocol.get("il_epochs"))
+    il, seconds = ctx.irreducible_losses(size, il_epochs)
+    return dict(irreducible=il, static_backprops=size * il_epochs, scoring_seconds=seconds)
+
+
+def probe(options, n, epochs) -> dict:
+    """Placeholders for the irreducible losses, and the IL model's backprops as the engine will count them (the
+    default holdout)."""
+    o = {k: v for k, v in options.items() if k not in ("holdout_size", "il_epochs")}
+    size, il_epochs = il_setup(n, epochs, None, options.get("il_epochs"))
+    o.update(irreducible=[0.0] * n, static_backprops=size * il_epochs)
+    return o
+
+
+METHODS = {"rho_loss": Method(RhoLoss, "RHO-LOSS", "RHO-LOSS", budget=keep, own_budget=True, regime=regime,
+                              outside=outside, prepare=prepare, probe=probe, protocol=("holdout_size", "il_epochs"))}

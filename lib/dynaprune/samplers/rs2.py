@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import DynamicSampler, _check_ratio
+from .base import DynamicSampler, Method, _check_ratio, keep
 
 
 class RS2(DynamicSampler):
@@ -63,3 +63,7 @@ class RS2(DynamicSampler):
             parts.append(self._pass(j)[off:off + take])
             pos += take
         return self._shuffle(torch.cat(parts), g), None
+
+
+# [RS2]: without replacement (the sampler's default), at the study's keep_ratio (a free budget knob)
+METHODS = {"rs2": Method(RS2, "RS2", "RS2", budget=keep)}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import DynamicSampler
+from .base import DynamicSampler, Method
 
 PRUNE_RATIO = 0.1     # the official CIFAR script's "lossless" setting: `cifar.sh SeTa 0.1 5 0.9`
 NUM_GROUPS = 5
@@ -98,3 +98,25 @@ class SeTa(DynamicSampler):
 
     def _observe(self, idx, losses, logits, targets):
         self.scores[idx] = losses.double()
+
+
+# ---------------------------------------------------------------------------------------------------- method card
+
+PAPER = dict(prune_ratio=PRUNE_RATIO, num_groups=NUM_GROUPS, window_scale=WINDOW_SCALE, delta=DELTA)
+
+
+def regime(epochs: int) -> dict:
+    """[SeTa] (official CIFAR script, its "lossless" setting `cifar.sh SeTa 0.1 5 0.9`): prune ratio 0.1, 5 loss groups,
+    a window of 0.9 of them, partial annealing from delta = 0.875 (the sampler's defaults)."""
+    return dict(PAPER)
+
+
+def outside(options: dict, epochs: int) -> str | None:
+    off = {k: options[k] for k in PAPER if k in options and float(options[k]) != PAPER[k]}
+    if off:
+        return "outside [SeTa]'s regime: " + ", ".join(f"{k} = {v} instead of {PAPER[k]}" for k, v in off.items())
+    return None
+
+
+# its share follows from its window and the loss groups: one run at its own budget
+METHODS = {"seta": Method(SeTa, "SeTa", "SeTa", own_budget=True, fixed={}, regime=regime, outside=outside)}
