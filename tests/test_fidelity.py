@@ -165,10 +165,10 @@ def test_selection_forward_does_not_change_the_model(name):
     torch.manual_seed(0)
     model = _BNDropNet()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    rec = dict(t_data=0.0, t_forward=0.0, t_backward=0.0, t_select=0.0, forwarded=0, backpropagated=0, steps=0,
-               train_loss=0.0, train_loss_weighted=0.0)
-    train._train_epoch(0, c, model, opt, sampler, data, torch.Generator().manual_seed(0), torch.device("cpu"), rec, None)
-    assert int(model.bn.num_batches_tracked) == rec["steps"]
+    rec = train.EpochRecord(epoch=0)
+    loop = train.Loop(c, model, opt, sampler, data, torch.Generator().manual_seed(0), torch.device("cpu"))
+    train._train_epoch(loop, rec)
+    assert int(model.bn.num_batches_tracked) == rec.steps > 0
     assert model.training
 
 

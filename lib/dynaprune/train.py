@@ -1,14 +1,17 @@
 """The training engine: `run(config) -> RunResult` for a `RunConfig` (`dynaprune.config`), and the
 command line of single runs, `python -m dynaprune.train` (also under torchrun).
 
-One loop for every sampler level (set, batch, with replacement); the whole loop is
-`_train_epoch` below. Learning rates are a pure function of training progress
+One loop for every sampler level (set, batch, with replacement); the whole loop is `_train_epoch` below, on one
+screen: its state is a `Loop`, its record an `EpochRecord` (the cache schema), its sampler hooks are documented in
+`samplers.base.DynamicSampler`, and every forward passes one gate (`Loop.forward`: finite, or the epoch ends as
+diverged). Learning rates are a pure function of training progress
 (epoch + step / steps_in_epoch), and steps_in_epoch is the sampler's exact `len()` after
 `set_epoch`, so pruning never desynchronises a schedule. Results go through the cache
 (`dynaprune.cache`): asking twice for the same config trains once.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import math
@@ -243,130 +246,219 @@ def _batches(sampler, x, y, B, device):
 
 # ----------------------------------------------------------------------------- the loop
 
-class _ScoredDiverged(Exception):
-    """A scoring pass met a diverged model (recorded in the epoch's record): the epoch stops there."""
+@dataclass
+class EpochRecord:
+    """One epoch of a run as the cache stores it (`RunResult.records`; `dynaprune.diagnose` reads the diagnostics): the
+    schema in one place. Seconds by phase (``t_*``: data, forwards, selection and reweighting, backward and step; the
+    epoch's training ``t_train``, evaluation ``t_eval``, the run's training so far ``wall``, static scoring before the
+    run ``t_static_scoring``); counts (samples forwarded, backpropagated, steps; distinct samples backpropagated;
+    ``static_backpropagated``, a static model's backprops counted in the first epoch, e.g. [RHO-LOSS]'s IL model); the
+    mean loss of the backpropagated samples (plain and as weighted); the diagnostics that explain a collapse (the class
+    histogram of the backpropagated samples, the applied weights' max and mean, the effective and the scheduled learning
+    rate's max, ``diverged`` and the first non-finite step); the evaluations (NaN between ``eval_every``). Fields that
+    are None are not stored (a run without them never had them)."""
+
+    epoch: int = 0
+    t_data: float = 0.0
+    t_forward: float = 0.0
+    t_backward: float = 0.0
+    t_select: float = 0.0
+    forwarded: int = 0
+    backpropagated: int = 0
+    steps: int = 0
+    train_loss: float = 0.0
+    train_loss_weighted: float = 0.0
+    diverged: bool | None = None
+    nonfinite_step: int | None = None
+    lr: float = float("nan")
+    class_hist: list | None = None
+    w_max: float = 0.0
+    w_mean: float = float("nan")
+    lr_max: float = 0.0
+    lr_sched_max: float = 0.0
+    t_train: float = 0.0
+    distinct: int = 0
+    static_backpropagated: int | None = None
+    test_loss: float = float("nan")
+    test_acc: float = float("nan")
+    train_eval_loss: float = float("nan")
+    train_eval_acc: float = float("nan")
+    val_loss: float | None = None
+    val_acc: float | None = None
+    t_eval: float = 0.0
+    wall: float = 0.0
+    t_static_scoring: float = 0.0
+    cum_backpropagated: int = 0
+    cum_forwarded: int = 0
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
-def _diverged(rec: dict, k: int, c, losses, logits=None) -> bool:
-    """Whether step ``k``'s ``losses`` or ``logits`` are non-finite (logits can overflow while the loss stays finite,
-    and every sampler refuses them); if so, record it: a diverged run is a result to report, not a crash. DDP ranks
-    decide together at the epoch's end (`run`), or one rank would hang."""
+class _Diverged(Exception):
+    """A forward met non-finite losses or logits (recorded by `Loop.forward`): the epoch stops there."""
+
+
+@dataclass
+class Loop:
+    """What the epochs of one run share: its config, model (maybe DDP-wrapped), optimiser, sampler, data (on the device:
+    x, y, the test split, the validation split when there is one), the augmentation generator and the device."""
+
+    c: RunConfig
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sampler: object
+    data: dict
+    gen: torch.Generator
+    device: torch.device
+
+    def forward(self, rec: EpochRecord, x, y, train: bool = True):
+        """(outputs, per-sample losses) of a forward, training (``train``) or scoring (eval mode and no_grad are the
+        caller's; counted as forwarded): the one gate of every forward. Non-finite losses or logits (logits can
+        overflow while the loss stays finite, and every sampler refuses them) record the divergence and raise
+        `_Diverged`: a diverged run is a result to report, not a crash. DDP ranks decide together at the epoch's end
+        (`_reduce_epoch`), or one rank would hang."""
+        c = self.c
+        out = _forward(self.model, x, c, self.device) if train else _forward_eval(_core(self.model), x, c, self.device)
+        losses = per_sample_loss(out, y, c.loss)
+        if not train:
+            rec.forwarded += len(x)
+        if _diverged(rec, rec.steps, c, losses.detach(), out.detach()):     # one host sync per forward
+            raise _Diverged
+        return out, losses
+
+    def score(self, rec: EpochRecord, req):
+        """A scoring pass over the indices ``req`` ([Raju]'s checkpoints, KAKURENBO's hidden samples): no-grad
+        forwards in eval mode, handed to the sampler's `observe`."""
+        x, y = self.data["x"], self.data["y"]
+        with _evaluating(self.model):
+            for s in range(0, len(req), 4096):
+                i = req[s:s + 4096]
+                yi = y[i.to(self.device)]
+                out, losses = self.forward(rec, take(x, i, self.device), yi, train=False)
+                self.sampler.observe(i, losses, logits=out, targets=yi)
+
+
+@contextlib.contextmanager
+def _evaluating(model):
+    """Eval mode under no_grad (no BatchNorm statistics move, no dropout), back to training mode on the way out."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train()
+
+
+def _diverged(rec, k: int, c, losses, logits=None) -> bool:
+    """Whether step ``k``'s ``losses`` or ``logits`` are non-finite; if so, record it in ``rec`` (an `EpochRecord` or
+    a dict). Always False on DDP ranks (they decide at the epoch's end)."""
     finite = torch.isfinite(losses).all()
     if logits is not None:
         finite = finite & torch.isfinite(logits).all()
-    if c.world_size != 1 or bool(finite):          # one host sync per step
+    if c.world_size != 1 or bool(finite):          # one host sync
         return False
-    rec["diverged"], rec["nonfinite_step"] = True, k
+    if isinstance(rec, dict):
+        rec["diverged"], rec["nonfinite_step"] = True, k
+    else:
+        rec.diverged, rec.nonfinite_step = True, k
     return True
 
 
-def _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel, fraction=1.0):
-    """One epoch for any sampler level (``fraction`` < 1: only that share of its steps, the partial
-    last epoch of Reducing Epoch). Fills `rec` (times, counts, losses) and the diagnostics that explain
-    a collapse (`dynaprune.diagnose`): the class histogram of the backpropagated samples, the applied
-    weights (max, mean), the effective and the scheduled learning rate (max), the first non-finite step.
-    They are accumulated on the device and read once at the epoch's end (no host sync per step)."""
-    x, y, b = data["x"], data["y"], c.batch_size // c.world_size   # this process's share of the global batch
-    C = data.get("num_classes")
-    cls = torch.zeros(C, dtype=torch.long, device=device) if C else None
-    w_max = torch.zeros((), dtype=torch.float64, device=device)
-    w_sum = torch.zeros((), dtype=torch.float64, device=device)
-    lr_max = lr_sched_max = 0.0
-    t = time.perf_counter
-    def score(req):                                           # a scoring pass ([Raju], KAKURENBO)
-        model.eval()
-        with torch.no_grad():
-            for s in range(0, len(req), 4096):
-                i = req[s:s + 4096]
-                out = _forward_eval(_core(model), take(x, i, device), c, device)
-                losses = per_sample_loss(out, y[i.to(device)], c.loss)
-                rec["forwarded"] += len(i)
-                if _diverged(rec, rec["steps"], c, losses, out):   # the last update diverged: observe nothing, and
-                    model.train()                                  # stop (a sub-epoch checkpoint needs the scores)
-                    raise _ScoredDiverged
-                sampler.observe(i, losses, logits=out, targets=y[i.to(device)])
-        model.train()
+class _Diagnostics:
+    """The per-epoch diagnostics that explain a collapse (`dynaprune.diagnose`), accumulated on the device (no host
+    sync per step) and written to the record once at the epoch's end: the class histogram of the backpropagated
+    samples, the applied weights' max and mean."""
 
-    req = sampler.scoring_request(epoch)
+    def __init__(self, num_classes, device):
+        self.cls = torch.zeros(num_classes, dtype=torch.long, device=device) if num_classes else None
+        self.w_max = torch.zeros((), dtype=torch.float64, device=device)
+        self.w_sum = torch.zeros((), dtype=torch.float64, device=device)
+
+    def add(self, weights, targets):
+        if weights is not None:
+            self.w_max = torch.maximum(self.w_max, weights.max().to(self.w_max))
+            self.w_sum += weights.sum().to(self.w_sum)
+        if self.cls is not None:
+            self.cls.scatter_add_(0, targets, torch.ones_like(targets))
+
+    def write(self, rec: EpochRecord, steps_done: int):
+        if self.cls is not None:
+            rec.class_hist = self.cls.cpu().tolist()
+        rec.w_max = float(self.w_max)
+        rec.w_mean = float(self.w_sum) / max(rec.backpropagated, 1) if steps_done else float("nan")
+
+
+def _select(loop: Loop, rec: EpochRecord, idx, xb, yb):
+    """A batch-level method's step: its meta-batch (``idx, xb, yb``) scored by a selection forward (eval mode, no grad:
+    selecting must not change the model) where it needs one, cut to the mini-batch it selects."""
+    out = l_meta = None
+    t1 = time.perf_counter()
+    if loop.sampler.needs_forward:
+        with _evaluating(loop.model):
+            out, l_meta = loop.forward(rec, xb, yb, train=False)
+    _sync(loop.device); t2 = time.perf_counter(); rec.t_forward += t2 - t1
+    pos, _ = loop.sampler.select(idx, l_meta, logits=out, targets=None if out is None else yb)
+    pos_d = pos.to(loop.device)
+    _sync(loop.device); rec.t_select += time.perf_counter() - t2
+    return idx[pos], xb[pos_d], yb[pos_d]
+
+
+def _train_epoch(loop: Loop, rec: EpochRecord, sel=None, fraction: float = 1.0):
+    """One epoch for any sampler level (``fraction`` < 1: only that share of its steps, the partial last epoch of
+    Reducing Epoch), filling ``rec`` (`EpochRecord`) and ``sel`` (which samples were backpropagated). ``_sync`` marks
+    where CUDA time is measured; a non-finite forward ends the epoch (`Loop.forward`, the one gate)."""
+    c, model, opt, sampler, device = loop.c, loop.model, loop.opt, loop.sampler, loop.device
+    x, y, b = loop.data["x"], loop.data["y"], c.batch_size // c.world_size   # this process's share of the global batch
+    diag, t, k, batches = _Diagnostics(loop.data.get("num_classes"), device), time.perf_counter, 0, None
     t0 = t()
-    if req is not None:
-        try:
-            score(req)
-        except _ScoredDiverged:
-            pass
-    if hasattr(sampler, "scorer"):                            # sub-epoch checkpoints score as iteration reaches them
-        sampler.scorer = score
-    if not rec.get("diverged"):            # a scoring pass that met a diverged model: no checkpoint (the loop stops)
-        sampler.set_epoch(epoch)
-    B = sampler.meta_batch_size(b) if sampler.level == "batch" else b
-    steps = 0 if rec.get("diverged") else (len(sampler) // B if c.drop_last else math.ceil(len(sampler) / B)) or 1
-    _sync(device); rec["t_select"] += t() - t0
-    batches, k = _batches(sampler, x, y, B, device), 0
-    stop = steps if fraction >= 1 else max(1, round(fraction * steps))
-    while k < stop and not rec.get("diverged"):               # a scoring pass may have found the model diverged
-        t0 = t()
-        try:
-            nxt = next(batches, None)                          # a sub-epoch checkpoint scores as iteration reaches it
-        except _ScoredDiverged:
-            break
-        if nxt is None:
-            break
-        idx, xb, yb = nxt
-        if c.drop_last and len(idx) < B and k > 0:             # a tiny last batch carrying large weights
-            break
-        if c.augment:
-            xb = random_crop_flip(xb, gen)
-        _sync(device); t1 = t(); rec["t_data"] += t1 - t0
-        if sampler.level == "batch":                           # meta-batch B -> mini-batch
-            out = None
-            if sampler.needs_forward:                          # selecting must not change the model:
-                model.eval()                                   # no BatchNorm statistics, no dropout
-                with torch.no_grad():
-                    out = _forward_eval(_core(model), xb, c, device)
-                model.train()
-                rec["forwarded"] += len(idx)
-            _sync(device); t2 = t(); rec["t_forward"] += t2 - t1
-            l_meta = None if out is None else per_sample_loss(out, yb, c.loss)
-            if l_meta is not None and _diverged(rec, k, c, l_meta, out):   # the selection forward already diverged
-                break                                                  # ([ES] at a large lr): before select refuses it
-            pos, _ = sampler.select(idx, l_meta, logits=out, targets=None if out is None else yb)
-            pos_d = pos.to(device)
-            idx, xb, yb = idx[pos], xb[pos_d], yb[pos_d]
-            _sync(device); t1 = t(); rec["t_select"] += t1 - t2
-        lr_s = lr_at(c, epoch + k / steps)
-        lr = lr_s * getattr(sampler, "lr_scale", 1.0)
-        lr_max, lr_sched_max = max(lr_max, lr), max(lr_sched_max, lr_s)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        out = _forward(model, xb, c, device)
-        losses = per_sample_loss(out, yb, c.loss)
-        _sync(device); t2 = t(); rec["t_forward"] += t2 - t1
-        if _diverged(rec, k, c, losses.detach(), out.detach()):   # e.g. large 1/(1-r) weights
-            break
-        loss = sampler.reweight(idx, losses, logits=out.detach(), targets=yb)
-        w = getattr(sampler, "last_weights", None)
-        if w is not None:
-            w_max = torch.maximum(w_max, w.max().to(w_max))
-            w_sum += w.sum().to(w_sum)
-        if cls is not None:
-            cls.scatter_add_(0, yb, torch.ones_like(yb))
-        t3 = t(); rec["t_select"] += t3 - t2
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        _sync(device); rec["t_backward"] += t() - t3
-        rec["forwarded"] += len(idx); rec["backpropagated"] += len(idx); rec["steps"] += 1
-        rec["train_loss_weighted"] += float(loss.detach()) * len(idx); rec["train_loss"] += float(losses.detach().sum())
-        if sel is not None:
-            sel[idx] = True
-        k += 1
-    batches.close()                                            # stops a DataLoader's workers early
-    rec["lr"] = opt.param_groups[0]["lr"]
-    if cls is not None:
-        rec["class_hist"] = cls.cpu().tolist()
-    rec["w_max"] = float(w_max)
-    rec["w_mean"] = float(w_sum) / max(rec["backpropagated"], 1) if k else float("nan")
-    rec["lr_max"], rec["lr_sched_max"] = lr_max, lr_sched_max
+    try:
+        req = sampler.scoring_request(rec.epoch)
+        if req is not None:                                    # score, then plan ([Raju], KAKURENBO)
+            loop.score(rec, req)
+        sampler.scorer = lambda req: loop.score(rec, req)      # sub-epoch checkpoints score as iteration reaches them
+        sampler.set_epoch(rec.epoch)
+        B = sampler.meta_batch_size(b) if sampler.level == "batch" else b
+        steps = (len(sampler) // B if c.drop_last else math.ceil(len(sampler) / B)) or 1
+        stop = steps if fraction >= 1 else max(1, round(fraction * steps))
+        _sync(device); rec.t_select += t() - t0
+        batches, t0 = _batches(sampler, x, y, B, device), t()
+        while k < stop and (nxt := next(batches, None)) is not None:
+            idx, xb, yb = nxt
+            if c.drop_last and len(idx) < B and k > 0:         # a tiny last batch carrying large weights
+                break
+            if c.augment:
+                xb = random_crop_flip(xb, loop.gen)
+            _sync(device); rec.t_data += t() - t0
+            if sampler.level == "batch":                       # meta-batch B -> mini-batch b
+                idx, xb, yb = _select(loop, rec, idx, xb, yb)
+            lr_s = lr_at(c, rec.epoch + k / steps)                # the schedule, scaled by the sampler (KAKURENBO)
+            lr = lr_s * sampler.lr_scale
+            rec.lr_max, rec.lr_sched_max = max(rec.lr_max, lr), max(rec.lr_sched_max, lr_s)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            _sync(device); t1 = t()
+            out, losses = loop.forward(rec, xb, yb)
+            _sync(device); t2 = t(); rec.t_forward += t2 - t1
+            loss = sampler.reweight(idx, losses, logits=out.detach(), targets=yb)
+            diag.add(sampler.last_weights, yb)
+            t3 = t(); rec.t_select += t3 - t2
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            _sync(device); rec.t_backward += t() - t3
+            rec.forwarded += len(idx); rec.backpropagated += len(idx); rec.steps += 1
+            rec.train_loss_weighted += float(loss.detach()) * len(idx); rec.train_loss += float(losses.detach().sum())
+            if sel is not None:
+                sel[idx] = True
+            k += 1
+            t0 = t()
+    except _Diverged:                                          # recorded by the gate
+        pass
+    if batches is not None:
+        batches.close()                                        # stops a DataLoader's workers early
+    rec.lr = opt.param_groups[0]["lr"]
+    diag.write(rec, k)
 
 
 def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | None = None,
@@ -389,72 +481,43 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
     device = _device(c)
     ds, data, model, opt, sampler = setup(c)
     rank, world = _world(c)
-    gen = torch.Generator().manual_seed(c.seed + 1)          # augmentation
+    loop = Loop(c, model, opt, sampler, data, torch.Generator().manual_seed(c.seed + 1), device)   # gen: augmentation
     n, E = len(data["x"]), c.train_epochs
-    records, sel_bits, start = [], [], 0
     ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / (
         f"{_cache.key(c)}.pt" if world == 1 else f"{_cache.key(c)}.rank{rank}.pt")   # each rank its sampler stream
-    if ckpt is not None and ckpt.exists():
-        st = torch.load(ckpt, weights_only=False)
-        _core(model).load_state_dict(st["model"]); opt.load_state_dict(st["opt"])
-        sampler.load_state_dict(st["sampler"]); gen.set_state(st["gen"])
-        records, sel_bits, start = st["records"], st["sel_bits"], st["epoch"] + 1
+    records, sel_bits, start = _resume(loop, ckpt)
     train_time = sum(r["t_train"] for r in records)
     from tqdm import tqdm
-    bar = tqdm(range(start, E), disable=not progress or rank > 0, desc=f"{c.sampler}")
-    done_here = 0
-    for epoch in bar:
-        rec = dict(epoch=epoch, t_data=0.0, t_forward=0.0, t_backward=0.0, t_select=0.0, forwarded=0,
-                   backpropagated=0, steps=0, train_loss=0.0, train_loss_weighted=0.0)
+    bar = tqdm(range(start, E), disable=not progress or rank > 0, desc=c.sampler)
+    for done_here, epoch in enumerate(bar, 1):
+        rec = EpochRecord(epoch=epoch)
         sel = torch.zeros(n, dtype=torch.bool)   # which samples were backpropagated this epoch
         t0 = time.perf_counter()
-        _train_epoch(epoch, c, model, opt, sampler, data, gen, device, rec, sel,
-                     fraction=min(1.0, c.run_length - epoch))
-        rec["t_train"] = time.perf_counter() - t0
+        _train_epoch(loop, rec, sel, fraction=min(1.0, c.run_length - epoch))
+        rec.t_train = time.perf_counter() - t0
         if world > 1:
-            _reduce_epoch(rec, sel, model)
-        rec["distinct"] = int(sel.sum())          # distinct samples backpropagated (the pool, for online pruning)
-        train_time += rec["t_train"]
-        rec["train_loss"] /= max(rec["backpropagated"], 1)
-        rec["train_loss_weighted"] /= max(rec["backpropagated"], 1)
-        static = int(getattr(sampler, "static_backprops", 0))
-        if epoch == 0 and static:       # a static model trained for this run ([RHO-LOSS]'s IL model): its cost counts
-            rec["static_backpropagated"] = static
-            rec["backpropagated"] += static
-            rec["forwarded"] += static + n      # its training forwards, and scoring the training set
-        t0 = time.perf_counter()
-        if (epoch + 1) % c.eval_every == 0 or epoch == E - 1:
-            rec["test_loss"], rec["test_acc"] = evaluate(_core(model), data["x_test"], data["y_test"], c, device)
-            # full-data training loss on (up to) the first 10k training samples: comparable across samplers,
-            # unlike the loss of the backpropagated samples, which biased samplers choose
-            k = min(n, 10_000)
-            rec["train_eval_loss"], rec["train_eval_acc"] = evaluate(_core(model), data["x"], data["y"], c, device, n=k)
-            if "x_val" in data:   # the held-out split: what learning rates are chosen on
-                rec["val_loss"], rec["val_acc"] = evaluate(_core(model), data["x_val"], data["y_val"], c, device)
-        else:
-            rec["test_loss"] = rec["test_acc"] = rec["train_eval_loss"] = rec["train_eval_acc"] = float("nan")
-            if "x_val" in data:
-                rec["val_loss"] = rec["val_acc"] = float("nan")
-        rec["t_eval"] = time.perf_counter() - t0
+            _reduce_epoch(rec, sel, model)                      # a host sync: counters summed, selections OR-ed
+        rec.distinct = int(sel.sum())             # distinct samples backpropagated (the pool, for online pruning)
+        train_time += rec.t_train
+        rec.train_loss /= max(rec.backpropagated, 1)
+        rec.train_loss_weighted /= max(rec.backpropagated, 1)
+        if epoch == 0 and sampler.static_backprops:   # a static model trained for this run ([RHO-LOSS]'s IL model)
+            rec.static_backpropagated = int(sampler.static_backprops)
+            rec.backpropagated += rec.static_backpropagated
+            rec.forwarded += rec.static_backpropagated + n   # its training forwards, and scoring the training set
+        _evaluate_epoch(loop, rec, last=epoch == E - 1)
         if callback is not None:
             callback(epoch, _core(model), data)
-        rec["wall"] = train_time
-        rec["t_static_scoring"] = float(getattr(sampler, "scoring_seconds", 0.0))
-        rec["cum_backpropagated"] = rec["backpropagated"] + (records[-1]["cum_backpropagated"] if records else 0)
-        rec["cum_forwarded"] = rec["forwarded"] + (records[-1]["cum_forwarded"] if records else 0)
-        records.append(rec)
+        rec.wall, rec.t_static_scoring = train_time, float(sampler.scoring_seconds or 0.0)
+        rec.cum_backpropagated = rec.backpropagated + (records[-1]["cum_backpropagated"] if records else 0)
+        rec.cum_forwarded = rec.forwarded + (records[-1]["cum_forwarded"] if records else 0)
+        records.append(rec.to_dict())
+        bar.set_postfix(acc=rec.test_acc, loss=rec.train_loss)
         if c.record_selection:
             sel_bits.append(np.packbits(sel.numpy()))
-        bar.set_postfix(acc=rec["test_acc"], loss=rec["train_loss"])
-        done_here += 1
-        budget_hit = c.time_budget is not None and train_time >= c.time_budget
         if ckpt is not None and ((epoch + 1) % checkpoint_every == 0 or epoch == E - 1):
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_suffix(f".tmp{os.getpid()}")
-            torch.save(dict(model=_core(model).state_dict(), opt=opt.state_dict(), sampler=sampler.state_dict(),
-                            gen=gen.get_state(), records=records, sel_bits=sel_bits, epoch=epoch), tmp)
-            os.replace(tmp, ckpt)
-        if budget_hit or rec.get("diverged"):
+            _save_checkpoint(loop, ckpt, records, sel_bits, epoch)
+        if (c.time_budget is not None and train_time >= c.time_budget) or rec.diverged:
             break
         if stop_after is not None and done_here >= stop_after and epoch < E - 1:
             return RunResult(c, records, {}, _env(device, world), False)
@@ -465,19 +528,56 @@ def run(config: RunConfig, *, use_cache: bool = True, root: str | os.PathLike | 
     return result
 
 
+def _evaluate_epoch(loop: Loop, rec: EpochRecord, last: bool):
+    """Test, training-set (up to its first 10k samples) and validation loss and accuracy, every ``eval_every`` epochs and
+    at the last; NaN in between."""
+    c, data, model, dev = loop.c, loop.data, _core(loop.model), loop.device
+    t0 = time.perf_counter()
+    if (rec.epoch + 1) % c.eval_every == 0 or last:
+        rec.test_loss, rec.test_acc = evaluate(model, data["x_test"], data["y_test"], c, dev)
+        # full-data training loss: comparable across samplers, unlike the loss of the backpropagated samples, which
+        # biased samplers choose
+        rec.train_eval_loss, rec.train_eval_acc = evaluate(model, data["x"], data["y"], c, dev, n=min(len(data["x"]), 10_000))
+        if "x_val" in data:   # the held-out split: what learning rates are chosen on
+            rec.val_loss, rec.val_acc = evaluate(model, data["x_val"], data["y_val"], c, dev)
+    elif "x_val" in data:
+        rec.val_loss = rec.val_acc = float("nan")
+    rec.t_eval = time.perf_counter() - t0
+
+
+def _resume(loop: Loop, ckpt):
+    """(records, selection bits, first epoch to train) from the checkpoint ``ckpt`` when it exists, the model,
+    optimiser, sampler and augmentation generator restored; else a fresh start."""
+    if ckpt is None or not ckpt.exists():
+        return [], [], 0
+    st = torch.load(ckpt, weights_only=False)
+    _core(loop.model).load_state_dict(st["model"]); loop.opt.load_state_dict(st["opt"])
+    loop.sampler.load_state_dict(st["sampler"]); loop.gen.set_state(st["gen"])
+    return st["records"], st["sel_bits"], st["epoch"] + 1
+
+
+def _save_checkpoint(loop: Loop, ckpt: Path, records, sel_bits, epoch: int):
+    """Everything `_resume` needs, written atomically."""
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt.with_suffix(f".tmp{os.getpid()}")
+    torch.save(dict(model=_core(loop.model).state_dict(), opt=loop.opt.state_dict(), sampler=loop.sampler.state_dict(),
+                    gen=loop.gen.get_state(), records=records, sel_bits=sel_bits, epoch=epoch), tmp)
+    os.replace(tmp, ckpt)
+
+
 def _reduce_epoch(rec, sel, model):
     """Sum a DDP epoch's counters over the ranks, OR their selections, and stop every rank together
     when any rank's loss turned non-finite (the parameters are shared, so all ranks diverged)."""
     import torch.distributed as dist
     keys = ("forwarded", "backpropagated", "train_loss", "train_loss_weighted")
     dev = next(_core(model).parameters()).device
-    v = torch.tensor([float(rec[k]) for k in keys] + [float(not all(torch.isfinite(p).all() for p in model.parameters()))],
+    v = torch.tensor([float(getattr(rec, k)) for k in keys] + [float(not all(torch.isfinite(p).all() for p in model.parameters()))],
                      dtype=torch.float64, device=dev)
     dist.all_reduce(v)
     for k, x in zip(keys, v.tolist()):
-        rec[k] = int(x) if k in ("forwarded", "backpropagated") else x
+        setattr(rec, k, int(x) if k in ("forwarded", "backpropagated") else x)
     if v[-1] > 0:
-        rec["diverged"] = True
+        rec.diverged = True
     s = sel.to(dev, torch.uint8)
     dist.all_reduce(s, op=dist.ReduceOp.MAX)
     sel.copy_(s.cpu().bool())
@@ -505,7 +605,7 @@ def _final_arrays(c, model, data, sampler, device, sel_bits, n):
                 arrays["final_output_grad"] = output_grad_norm_ce(out, data["y"]).cpu().numpy().astype(np.float32)
     for name in c.final_signals:
         arrays[f"signal_{name}"] = per_sample_signal(name, model, data["x"], data["y"], c.loss).numpy()
-    if hasattr(sampler, "scoring_seconds"):
+    if sampler.scoring_seconds is not None:
         arrays["scoring_seconds"] = np.array(sampler.scoring_seconds)
     return arrays
 
@@ -555,12 +655,10 @@ def _train_plain(cfg, x, y, ds, after_epoch=None):
     model = build_model(cfg.model, ds.input_shape, ds.output_dim, seed=cfg.seed, **cfg.options("model_options")).to(device)
     opt = _optimizer(cfg, model)
     sampler = make_sampler("full", len(x), seed=cfg.seed)
-    data = dict(x=x.to(device), y=y.to(device))
-    gen = torch.Generator().manual_seed(cfg.seed)
+    loop = Loop(cfg, model, opt, sampler, dict(x=x.to(device), y=y.to(device)), torch.Generator().manual_seed(cfg.seed),
+                device)
     for e in range(cfg.train_epochs):
-        rec = dict(t_data=0.0, t_forward=0.0, t_backward=0.0, t_select=0.0, forwarded=0, backpropagated=0,
-                   steps=0, train_loss=0.0, train_loss_weighted=0.0)
-        _train_epoch(e, cfg, model, opt, sampler, data, gen, device, rec, None)
+        _train_epoch(loop, EpochRecord(epoch=e))
         if after_epoch is not None:
             model.eval(); after_epoch(model); model.train()
     model.eval()

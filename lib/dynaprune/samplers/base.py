@@ -65,6 +65,14 @@ class DynamicSampler(Sampler[int]):
     needs_logits = False     # statistics from the logits (output-gradient norms)
     requires_num_epochs = False
 
+    # The engine's hooks (`dynaprune.train`), read or set by it and nothing else; a loop of one's own may ignore them.
+    lr_scale = 1.0           # read each step: the learning rate is the schedule's times this (KAKURENBO's 1 / (1 - F))
+    last_weights = None      # set by `reweight`: the weights it applied (on the loss's device; the engine's diagnostics)
+    scorer = None            # set by the engine before `set_epoch`: scorer(indices) forwards them (no grad, eval mode)
+                             # and hands the losses to `observe`; methods with sub-epoch checkpoints call it ([Raju])
+    static_backprops = 0     # backprops of a static model trained for this run ([RHO-LOSS]'s IL model): its budget
+    scoring_seconds = None   # seconds spent on static inputs before training (EL2N's models), reported apart
+
     def __init__(self, n: int, *, seed: int = 0, num_epochs: int | None = None, distributed: bool | None = None):
         if int(n) != n or n < 1:
             raise ValueError(f"n must be a positive integer, got {n}")
