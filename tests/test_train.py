@@ -197,3 +197,23 @@ def test_a_selection_forward_that_diverges_is_recorded_as_divergence_not_a_crash
     r = run(c, use_cache=False)
     assert any(x.get("diverged") for x in r.records)
     assert r.records[-1].get("nonfinite_step") is not None
+
+
+def test_the_command_line_trains_the_fair_protocol_by_default_and_every_flag_has_help():
+    """`python -m dynaprune.train`: by default the run is `grids.fair_config`'s (validation split, warm-up, drop_last, the
+    method's paper regime, a keep ratio as its budget, sampler options over the regime's); ``--plain`` reaches the
+    profile's base config; every flag carries help text; a bad method is refused before anything runs."""
+    from dynaprune import grids, profiles
+    from dynaprune.train import cli_config, cli_parser
+    ap = cli_parser()
+    assert all(a.help for a in ap._actions), [a.dest for a in ap._actions if not a.help]
+    a = ap.parse_args(["--sampler", "ucb", "--keep-ratio", "0.3", "--seed", "2", "--sampler-options", '{"c": 2.0}'])
+    fair = grids.fair_config("smoke", "ucb", keep_ratio=0.3, seed=2)
+    assert cli_config(a) == fair.replace(sampler_options={**fair.options("sampler_options"), "c": 2.0})
+    c = cli_config(ap.parse_args(["--val-size", "0", "--schedule", "constant"]))
+    assert c.val_size == 0 and c.schedule == "constant" and c.drop_last
+    plain = cli_config(ap.parse_args(["--plain", "--sampler", "ucb", "--keep-ratio", "0.3"]))
+    assert plain == profiles.base_config("smoke", sampler="ucb", sampler_options={"keep_ratio": 0.3}, world_size=1)
+    assert plain.val_size == 0 and not plain.drop_last
+    with pytest.raises(ValueError, match="unknown sampler"):
+        cli_config(ap.parse_args(["--sampler", "nope"]))

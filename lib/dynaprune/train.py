@@ -667,43 +667,97 @@ def _train_plain(cfg, x, y, ds, after_epoch=None):
 
 # ----------------------------------------------------------------------------- the command line
 
-CLI_FIELDS = {"dataset": str, "model": str, "sampler": str, "epochs": int, "seed": int, "batch_size": int, "lr": float,
-              "device": str, "train_subset": int, "eval_every": int, "optimizer": str, "schedule": str}
+CLI_FIELDS = {   # RunConfig fields the command line sets: (type, help)
+    "dataset": (str, "dataset (default: the profile's)"),
+    "model": (str, "model (default: the profile's)"),
+    "epochs": (int, "training epochs (default: the profile's)"),
+    "seed": (int, "seed of the model's initialisation, the sampler and augmentation (default: 0)"),
+    "batch_size": (int, "global mini-batch size (default: the profile's)"),
+    "lr": (float, "maximum learning rate (default: the profile's; the study chooses it on validation data)"),
+    "device": (str, "cpu or cuda (default: the profile's)"),
+    "train_subset": (int, "train on the first N samples of the training pool (default: the profile's)"),
+    "eval_every": (int, "evaluate every N epochs, and at the last (default: the profile's)"),
+    "optimizer": (str, "sgd or adam (default: the profile's)"),
+    "schedule": (str, "cosine, multistep, onecycle or constant (default: the protocol's cosine with warm-up)"),
+}
+
+
+def cli_config(a, world: int = 1) -> RunConfig:
+    """The run a parsed command line asks for: by default the fair protocol's (`grids.fair_config`: the profile's
+    validation split, the shared recipe, the method in its paper's regime with ``--sampler-options`` over it, a
+    ``--keep-ratio`` as its budget); ``--plain``: the profile's base config with the flags as given (no validation split,
+    no warm-up, no regime)."""
+    from . import grids, profiles
+    overrides = {k: getattr(a, k) for k in [*CLI_FIELDS, "dataset_options", "model_options"] if getattr(a, k) is not None}
+    if a.record_selection:
+        overrides["record_selection"] = True
+    opts = dict(a.sampler_options or {})
+    if a.plain:
+        if a.keep_ratio is not None:
+            opts["keep_ratio"] = a.keep_ratio
+        if a.val_size is not None:
+            overrides["val_size"] = a.val_size
+        return profiles.base_config(a.profile, sampler=a.sampler, sampler_options=opts, **overrides, world_size=world)
+    seed, lr, schedule = overrides.pop("seed", 0), overrides.pop("lr", None), overrides.pop("schedule", None)
+    if a.val_size is not None:
+        overrides["val_size"] = a.val_size
+    c = grids.fair_config(a.profile, a.sampler, keep_ratio=a.keep_ratio, seed=seed, lr=lr, world_size=world, **overrides)
+    if schedule is not None:                      # a schedule asked for replaces the recipe's
+        c = c.replace(schedule=schedule)
+    return c.replace(sampler_options={**c.options("sampler_options"), **opts}) if opts else c
+
+
+def cli_parser():
+    """The command line's parser: every flag with its help text."""
+    import argparse
+    import json
+    from . import profiles
+    from .samplers import METHODS
+    ap = argparse.ArgumentParser(prog="python -m dynaprune.train", description="Train one run of the study's fair "
+                                 "protocol (cached): the profile's setting with its validation split, warm-up and "
+                                 "drop_last, the method in its paper's regime.")
+    ap.add_argument("--profile", default="smoke", choices=list(profiles.PROFILES), help="the setting (default: smoke)")
+    ap.add_argument("--sampler", default="full", help="the method: " + ", ".join(METHODS) + ", or reduce_epochs "
+                    "(Reducing Epoch; needs --keep-ratio) (default: full)")
+    ap.add_argument("--keep-ratio", type=float, help="the budget, the expected share of full training's backprops "
+                    "(default: none; a method whose paper sets its own budget runs it)")
+    ap.add_argument("--val-size", type=int, help="samples held out for validation (default: the profile's protocol's; "
+                    "0: none)")
+    for name, (typ, text) in CLI_FIELDS.items():
+        ap.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, help=text)
+    for name in ("sampler", "dataset", "model"):
+        ap.add_argument(f"--{name}-options", dest=f"{name}_options", type=json.loads,
+                        help=f"{name} options as a JSON object" + (" (over the paper regime's)" if name == "sampler" else ""))
+    ap.add_argument("--plain", action="store_true", help="the profile's base config with these flags only: no validation "
+                    "split, warm-up, drop_last or paper regime (the engine's behaviour before the fair protocol)")
+    ap.add_argument("--record-selection", action="store_true", help="store which samples each epoch backpropagated")
+    ap.add_argument("--checkpoint-dir", help="save every epoch here and resume from it")
+    ap.add_argument("--stop-after", type=int, help="return after this many epochs (a time slice; resumable)")
+    return ap
 
 
 def main(argv=None) -> int:
-    """``python -m dynaprune.train [--profile P] [--sampler S --sampler-options JSON ...]``: one run, the
-    profile's base config with the flags given; under torchrun (WORLD_SIZE > 1) with DistributedDataParallel
+    """``python -m dynaprune.train [--profile P] [--sampler S] [--keep-ratio R] ...``: one run of the fair protocol (or,
+    with ``--plain``, the profile's base config), cached; under torchrun (WORLD_SIZE > 1) with DistributedDataParallel
     (gloo on the CPU, nccl on CUDA), ``batch_size`` the global batch, rank 0 writing the cache entry.
     ``--checkpoint-dir`` makes a killed run resume; ``--stop-after N`` returns after N epochs (resumable)."""
-    import argparse
     import json
     import torch.distributed as dist
-    from . import profiles
-    ap = argparse.ArgumentParser(prog="python -m dynaprune.train", description="Train one run (cached).")
-    ap.add_argument("--profile", default="smoke", choices=list(profiles.PROFILES), help="base config (default: smoke)")
-    for name, typ in CLI_FIELDS.items():
-        ap.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
-    for name in ("sampler", "dataset", "model"):
-        ap.add_argument(f"--{name}-options", dest=f"{name}_options", type=json.loads, help="a JSON object")
-    ap.add_argument("--record-selection", action="store_true")
-    ap.add_argument("--checkpoint-dir", help="save every epoch here and resume from it")
-    ap.add_argument("--stop-after", type=int, help="return after this many epochs (a time slice; resumable)")
+    ap = cli_parser()
     a = ap.parse_args(argv)
-    overrides = {k: getattr(a, k) for k in [*CLI_FIELDS, "sampler_options", "dataset_options", "model_options"]
-                 if getattr(a, k) is not None}
-    if a.record_selection:
-        overrides["record_selection"] = True
     world = int(os.environ.get("WORLD_SIZE", 1))
-    config = profiles.base_config(a.profile, **overrides, world_size=world)
+    try:
+        config = cli_config(a, world)
+    except ValueError as err:
+        ap.error(str(err))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if config.device.startswith("cuda") else "gloo")
     try:
         r = run(config, checkpoint_dir=a.checkpoint_dir, stop_after=a.stop_after, use_cache=a.stop_after is None)
         if int(os.environ.get("RANK", 0)) == 0:
             print(json.dumps(dict(key=_cache.key(config), world_size=world, epochs_done=len(r.records),
-                                  test_acc=r.records[-1].get("test_acc"), from_cache=r.from_cache,
-                                  backpropagated=r.backprops)))
+                                  test_acc=r.records[-1].get("test_acc"), val_acc=r.records[-1].get("val_acc"),
+                                  from_cache=r.from_cache, backpropagated=r.backprops)))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
