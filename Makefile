@@ -11,7 +11,7 @@ DATA   := $(DATA_ROOT)/FashionMNIST/raw/train-images-idx3-ubyte
 PROFILE ?=
 PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE))
 
-.PHONY: setup data study test lab clean-venv bench book browser gpu-data gpu-check
+.PHONY: setup data study test test-fast lab clean-venv bench book browser gpu-data gpu-check
 
 setup: $(STAMP)
 
@@ -36,6 +36,11 @@ study: $(STAMP) $(DATA)
 
 test: $(STAMP) $(DATA) browser
 	@$(PY) -m pytest -n 2 tests
+
+# the edit loop's tier (about a minute): unit and property tests, without the notebooks, the render guard, torchrun,
+# the examples and the other tests marked slow; `make test` (and CI) runs everything
+test-fast: $(STAMP) $(DATA)
+	@$(PY) -m pytest -n 2 -m "not slow" tests
 
 # The site's browser test (tests/test_notebooks.py) opens the pages in headless Chromium with offline MathJax: Debian's
 # chromium, chromium-driver and libjs-mathjax, installed here when we are root on Debian; without them the browser part

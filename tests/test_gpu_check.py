@@ -9,6 +9,7 @@ import torch
 from dynaprune import cache, gpu_check, profiles, regimes
 
 
+@pytest.mark.slow
 def test_the_gpu_check_runs_tiny_on_the_cpu_and_caches_its_runs(tmp_path):
     res, out = tmp_path / "results", tmp_path / "out"
     assert gpu_check.main(["--device", "cpu", "--tiny", "--seeds", "0", "--results", str(res), "--out", str(out)]) == 0

@@ -4,6 +4,8 @@ import pytest
 
 from dynaprune.mixture import binned_probs, compare_components, fit_selection_mixture
 
+pytestmark = pytest.mark.slow   # `make test-fast` leaves these out
+
 K = 20
 FAST = dict(num_warmup=300, num_samples=300, num_chains=3)
 

@@ -33,15 +33,15 @@ def test_source_is_clean_and_parameterised(path):
     assert ".backward(" not in src and "optimizer.step" not in src and "opt.step" not in src
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_smoke_profile_runs_and_produces_figures(path, tmp_path, monkeypatch):
-    """Each notebook executed for the smoke profile by `make book`'s code path (`dynaprune.book.execute`): its
-    figures, its labelled numbers, and the page the site makes of it (parameters removed, code folded, citations linked)."""
+def test_smoke_profile_runs_and_produces_figures(path, smoke_notebook):
+    """Each notebook executed for the smoke profile by `make book`'s code path (`dynaprune.book.execute`, once per
+    session: `conftest.smoke_notebook`): its figures, its labelled numbers, and the page the site makes of it
+    (parameters removed, code folded, citations linked)."""
     from dynaprune import book
-    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path / "results"))
-    executed = book.execute("smoke", tmp_path, only=[path.stem])
-    assert [p.name for p in executed] == [path.name]
-    figs = tmp_path / "figures"
+    done, figs = smoke_notebook(path.stem)
+    executed = [done]
     prefix = path.stem[:2]
     pngs = list(figs.glob(f"{prefix}_*.png"))
     assert pngs, f"{path.name} wrote no figure"
@@ -89,16 +89,17 @@ def test_stray_outputs_are_found():
     assert [b.split(":")[0] for b in stray_outputs(nb)] == ["cell 0", "cell 1"]
 
 
-def test_book_site(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_book_site(tmp_path, smoke_notebook):
     """`make book`'s site (Sphinx + MyST-NB + sphinx-book-theme + sphinxcontrib-bibtex), built from the smoke
-    profile (two notebooks, to stay fast; `make book` builds all eight): a sidebar linking the lessons, search,
-    code cells folded with outputs shown, citations linked to the bibliography generated from references.bib,
-    notation and references as pages."""
+    profile's executed notebooks 01 and 02 (shared with the test above; `make book` builds all eight): a sidebar
+    linking the lessons, search, code cells folded with outputs shown, citations linked to the bibliography generated
+    from references.bib, notation and references as pages."""
     import re
     from dynaprune import book
-    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path / "results"))
     out = tmp_path / "book"
-    index = book.build("smoke", out, only=["01_", "02_"])
+    executed = [smoke_notebook(p.stem)[0] for p in NOTEBOOKS if p.stem[:2] in ("01", "02")]
+    index = book.sphinx(book.stage(executed, tmp_path / "book-src"), out)
     assert index == out / "index.html" and "docs/index.html" in index.read_text()
     home = (out / "docs" / "index.html").read_text(encoding="utf-8")
     assert 'href="../notebooks/01_optimal_sampling_theory.html"' in home and "search" in home

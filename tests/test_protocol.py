@@ -234,6 +234,7 @@ def test_sub_epoch_checkpoints_score_the_whole_set_each_time_and_keep_the_budget
     assert [x["train_loss"] for x in run(c, use_cache=False).records] == [x["train_loss"] for x in r.records]
 
 
+@pytest.mark.slow
 def test_fair_protocol_end_to_end_on_smoke_and_quick():
     """The recipe, the regimes and the validation split as `grids.fair_config` builds them, on the smoke and
     quick profiles; on quick's data and model (Fashion-MNIST 10k, MLP; 2 epochs to stay fast) UCB in its

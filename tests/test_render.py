@@ -3,12 +3,15 @@ committed results cache with computing forbidden (``DYNAPRUNE_CACHE_ONLY=1``), a
 numbers as the committed ones. A sampler change that was not recomputed and committed, or a
 deleted cache entry, fails here."""
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from dynaprune import cache, profiles
+
+pytestmark = pytest.mark.slow   # `make test-fast` leaves these out
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -42,9 +45,10 @@ def test_committed_profile_renders_from_the_cache(path, tmp_path, monkeypatch):
 
 def test_a_missing_cache_entry_fails_the_render(tmp_path, monkeypatch):
     """Delete the committed runs of notebook 02 (the toy2d runs, of every profile) from a copy of the
-    cache: rendering must stop with a CacheMiss naming one of them, never train it quietly."""
+    cache (of links to its files: nothing is copied, and a link removed leaves the committed file): rendering must
+    stop with a CacheMiss naming one of them, never train it quietly."""
     results = tmp_path / "results"
-    shutil.copytree(RESULTS, results)
+    shutil.copytree(RESULTS, results, copy_function=os.symlink)
     toy = [j for j in results.glob("*.json") if cache.is_run_entry(m := json.loads(j.read_text()))
            and m["config"]["dataset"] == "toy2d"]
     assert toy, "the committed cache holds no toy2d run (notebook 02)"

@@ -373,6 +373,7 @@ def test_non_finite_losses_and_logits_refused_huge_finite_accepted(bad):
     assert int(o.tracker.visits.sum()) == 4
 
 
+@pytest.mark.slow
 def test_three_lines_with_a_dataloader_with_workers():
     x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
     sampler = make_sampler("infobatch", 64, num_epochs=4)

@@ -8,6 +8,7 @@ from dynaprune.train import RunConfig
 TINY = dict(dataset="toy2d", model="mlp", model_options={"hidden": [8]}, epochs=2, batch_size=64)
 
 
+@pytest.mark.slow
 def test_local_processes_and_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path))
     cfgs = [RunConfig(**TINY, seed=s) for s in (0, 1)]
@@ -30,6 +31,7 @@ def test_a_cache_only_caller_reads_what_is_there_and_trains_nothing(tmp_path, mo
     assert sorted(tmp_path.rglob("*")) == files and cache.load(lack, tmp_path) is None
 
 
+@pytest.mark.slow
 def test_submitit_local_executor(tmp_path, monkeypatch):
     monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("DYNAPRUNE_SUBMITIT_FOLDER", str(tmp_path / "submitit"))

@@ -35,6 +35,7 @@ def test_ties_zeros_and_torch():
     np.testing.assert_allclose(theory.optimal_bernoulli_probs(np.ones(10), 4), 0.4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(3))
 def test_optimal_against_scipy(seed):
     """No feasible point found by a general constrained optimiser has lower variance ([Omission] Theorem 1)."""
