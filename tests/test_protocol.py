@@ -409,7 +409,7 @@ def test_the_verdict_table_says_whether_a_verdict_depends_on_the_learning_rate_a
     the shared rate) reads "depends on the learning rate" with both outcomes; one that does not says it is robust.
     Two rows decisive at p ~ 0.035 each are not decisive after Holm's adjustment over the two (0.07), and the summary
     counts them that way."""
-    from dynaprune import claims, report
+    from dynaprune import claims, readme, report
     up = ([0.91, 0.92, 0.93], [0.90, 0.905, 0.91])
     v = claims.test("omission_vs_random", *up, seeds=[0, 1, 2])
     same = report.lr_robustness(v, [("both at the shared lr 0.05", claims.test("omission_vs_random", *up))])
@@ -417,7 +417,7 @@ def test_the_verdict_table_says_whether_a_verdict_depends_on_the_learning_rate_a
     assert v["verdict"] == "held" and 0.01 < v["p_value"] < 0.05 and same["lr_robust"] and not flips["lr_robust"]
     monkeypatch.setenv("DYNAPRUNE_FIGURES", str(tmp_path))
     report.key_numbers("05_x", profile="smoke", device="cpu", verdicts=[same, flips])
-    table = report.verdict_table(tmp_path)
+    table = readme.verdict_table(tmp_path)
     assert "robust (1 other rate pair(s): same verdict)" in table
     assert "depends on the learning rate (held at the chosen rates)" in table
     assert "depends: did not hold with omission at lr 0.1 (tied) (-1.50)" in table

@@ -81,7 +81,7 @@ def test_other_profiles_never_overwrite_the_committed_figures(tmp_path, monkeypa
     import matplotlib.pyplot as plt
     from dynaprune import report
     monkeypatch.delenv("DYNAPRUNE_FIGURES", raising=False)
-    monkeypatch.setattr(report, "ROOT", tmp_path)
+    monkeypatch.setattr(profiles, "_ROOT", tmp_path)
     other = next(p for p in profiles.PROFILES if p != profiles.COMMITTED)
     for prof in (profiles.COMMITTED, other):
         fig = plt.figure()

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dynaprune import claims, report
+from dynaprune import claims, readme, report
 from dynaprune.stats import (DID_NOT_HOLD, HELD, INVALID, NOT_DISTINGUISHABLE, decide, holm, mean_ci, sign_flip_p,
                               verdict)
 
@@ -125,10 +125,10 @@ def test_readme_verdict_table_is_generated():
     text = (ROOT / "README.md").read_text()
     m = re.search(r"<!-- verdicts:start -->\n(.*?)\n<!-- verdicts:end -->", text, re.S)
     assert m, "README lacks the generated verdict table markers"
-    assert m.group(1).strip() == report.verdict_table(ROOT / "figures").strip()
+    assert m.group(1).strip() == readme.verdict_table(ROOT / "figures").strip()
     # and its budget-curve table is notebook 05's numbers, every cell of the curves in it
     m = re.search(r"<!-- curves:start -->\n(.*?)\n<!-- curves:end -->", text, re.S)
     assert m, "README lacks the generated budget-curve table markers"
-    assert m.group(1).strip() == report.curve_markdown(ROOT / "figures").strip()
+    assert m.group(1).strip() == readme.curve_markdown(ROOT / "figures").strip()
     cells = json.loads((ROOT / "figures" / "05_budget_curves_numbers.json").read_text())["numbers"]["cells"]
     assert all(f"{100 * c['acc']:.2f} [{100 * c['ci_low']:.2f}, {100 * c['ci_high']:.2f}]" in m.group(1) for c in cells.values())

@@ -46,6 +46,40 @@ def label_of(cfg: dict) -> str:
     return " ".join(parts)
 
 
+def method_of(cfg: dict) -> str:
+    """The method a config dict runs, as a results frame's ``method`` column: its sampler, or Reducing Epoch
+    (``reduce_epochs``, ``reduce_epochs_scaled`` with its learning rate scaled) for a run of a share of the epochs."""
+    if cfg.get("epochs_scale", 1.0) < 1.0:
+        return "reduce_epochs" + ("_scaled" if cfg.get("scale_lr") else "")
+    return cfg["sampler"]
+
+
+def keep_ratio_of(cfg: dict) -> float | None:
+    """The budget a config dict asks for, as a results frame's ``keep_ratio`` column: its ``keep_ratio`` option, Reducing
+    Epoch's share of the epochs, or None (full data, and a method at the budget its paper sets)."""
+    if cfg.get("epochs_scale", 1.0) < 1.0:
+        return float(cfg["epochs_scale"])
+    r = options_of(cfg.get("sampler_options")).get("keep_ratio")
+    return None if r is None else float(r)
+
+
+def _rows(config: dict, records, key: str, env: dict) -> list[dict]:
+    """A run's rows of a results frame: one per epoch, its config fields (dicts and lists as sorted JSON), its record,
+    its key, the device it ran on, its method, budget and label."""
+    flat = {k: (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v) for k, v in config.items()}
+    named = dict(method=method_of(config), keep_ratio=keep_ratio_of(config), label=label_of(config))
+    return [{**flat, **r, "key": key, "device_used": env.get("device"), "device_name": env.get("device_name"), **named}
+            for r in records]
+
+
+def frame(results):
+    """RunResults as a results frame (`load_results`'s columns, with ``method``, ``keep_ratio`` and ``label``): one row
+    per (run, epoch), each run once, in the cache's order."""
+    import pandas as pd
+    runs = {key(r.config): r for r in results}
+    return pd.DataFrame([row for k, r in sorted(runs.items()) for row in _rows(r.config.to_dict(), r.records, k, r.env)])
+
+
 # Bump when a change to the engine or a sampler changes what a config produces.
 CODE_VERSION = "2"
 REDUCE_EPOCHS_VERSION = 2   # the engine path of epochs_scale < 1
@@ -195,7 +229,8 @@ def load(config, root=None):
 
 
 def load_results(filter=None, root=None):
-    """All cached runs as a pandas DataFrame, one row per (run, epoch), config fields as columns.
+    """All cached runs as a pandas DataFrame, one row per (run, epoch), config fields as columns, with ``method``,
+    ``keep_ratio`` and ``label`` (`frame` does the same for given RunResults).
     ``filter``: a dict of config field -> value (or list of values), or a callable on the config dict."""
     import pandas as pd
     rows = []
@@ -213,10 +248,7 @@ def load_results(filter=None, root=None):
         if isinstance(filter, dict) and not all(
                 cfg.get(k) in (v if isinstance(v, list) else [v]) for k, v in filter.items()):
             continue
-        flat = {k: (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v) for k, v in cfg.items()}
-        for r in meta["records"]:
-            rows.append({**flat, **r, "key": meta["key"], "device_used": meta["env"].get("device"),
-                         "device_name": meta["env"].get("device_name")})
+        rows += _rows(cfg, meta["records"], meta["key"], meta["env"])
     return pd.DataFrame(rows)
 
 

@@ -25,9 +25,14 @@ which test accuracy is reported), the grid grown by a step beyond an edge where 
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 
 from .config import RunConfig
+
+_ROOT = Path(__file__).resolve().parents[2]
 
 # The profile whose results are committed (data/results/) and that `make study` renders; the
 # render test in `make test` renders every notebook of it with computing forbidden.
@@ -137,3 +142,15 @@ def side_config(profile: str, **overrides) -> RunConfig:
     overrides, then ``overrides``."""
     p = get(profile)
     return RunConfig(**{**p["base"], **p["side"], **overrides})
+
+
+def figures_dir(profile: str | None = None) -> Path:
+    """The one place figures go: $DYNAPRUNE_FIGURES, else <repo>/figures for the committed profile
+    (and when no profile is named), else <repo>/figures/<profile>/ (git-ignored), so that running
+    another profile never overwrites the committed figures."""
+    if "DYNAPRUNE_FIGURES" in os.environ:
+        d = Path(os.environ["DYNAPRUNE_FIGURES"])
+    else:
+        d = _ROOT / "figures" if profile in (None, COMMITTED) else _ROOT / "figures" / profile
+    d.mkdir(parents=True, exist_ok=True)
+    return d
