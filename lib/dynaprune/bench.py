@@ -194,6 +194,60 @@ def bench_eval_batch(profile: str = "cpu", repeats: int = 5, n: int = 8192):
     return dict(before=stat(t["before"]), now=stat(t["now"]), ratio=stat([a / b for a, b in zip(t["now"], t["before"])]))
 
 
+def unit_costs(config, repeats: int = 5, batches: int = 20) -> dict:
+    """The measured cost of one sample's forward and backward at a run's setting (its model, data, batch size, memory
+    format and device), the units a run's compute is counted in: ``forward``, an eval-mode no-grad forward (scoring
+    passes, selection forwards; in the engine's sub-batches), and ``step``, a training step (forward, backward, SGD
+    step) per sample at the run's batch size; ``backward`` = step - forward (a training forward costs one forward).
+    Interleaved rounds (forward, step, forward, step, ...) after a warm-up, each over ``batches`` batches; returns
+    {unit: (min, median, max) seconds per sample}. Nothing is trained into a result or cached."""
+    from .train import _core, _forward, _forward_eval, _sync, setup, take
+    _, data, model, opt, _ = setup(config.replace(sampler="full", sampler_options={}))
+    dev, b, x, y = torch.device(config.device), config.batch_size, data["x"], data["y"]
+    core = _core(model)
+    idx = [torch.arange(i * b, (i + 1) * b) % len(x) for i in range(batches)]
+
+    def forward():
+        core.eval()
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for i in idx:
+                _forward_eval(core, take(x, i, dev), config, dev)
+        _sync(dev)
+        core.train()
+        return (time.perf_counter() - t0) / (b * batches)
+
+    def step():
+        t0 = time.perf_counter()
+        for i in idx:
+            loss = torch.nn.functional.cross_entropy(_forward(model, take(x, i, dev), config, dev), y[i.to(dev)])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        _sync(dev)
+        return (time.perf_counter() - t0) / (b * batches)
+    forward(); step()                                             # warm-up
+    t = {"forward": [], "step": []}
+    for _ in range(repeats):
+        t["forward"].append(forward()); t["step"].append(step())
+    t["backward"] = [s - f for f, s in zip(t["forward"], t["step"])]
+    return {k: (min(v), float(np.median(v)), max(v)) for k, v in t.items()}
+
+
+def epoch_seconds(configs: dict, repeats: int = 3, epochs: int = 2) -> dict:
+    """Steady-state training seconds per epoch of each config in ``configs`` ({label: RunConfig}): each run cut to its
+    first ``epochs`` epochs (the first a warm-up, not counted), never evaluated, the configs interleaved round by round
+    after one untimed warm-up run; returns {label: (min, median, max)} over the rounds. Nothing is cached."""
+    from .train import run
+    short = {k: c.replace(eval_every=10 ** 6, epochs_scale=min(1.0, epochs / c.epochs)) for k, c in configs.items()}
+    run(next(iter(short.values())), use_cache=False)              # warm-up, untimed
+    t = {k: [] for k in short}
+    for _ in range(repeats):
+        for k, c in short.items():
+            t[k].append(float(np.mean([r["t_train"] for r in run(c, use_cache=False).records][1:])))
+    return {k: (min(v), float(np.median(v)), max(v)) for k, v in t.items()}
+
+
 def bench_overheads(repeats: int = 5, n_large: int = 1_280_000, b: int = 128):
     """Two per-step overheads as ratios measured in one process, interleaved (A B A B ...), each repeat
     a fresh measurement; returns (min, median, max) of each ratio over the repeats:

@@ -387,6 +387,45 @@ def key_numbers(name: str, *, profile: str, device: str, seeds=None, verdicts=()
     # returns nothing: a notebook cell ending here shows no repr of the numbers (the file is what a reader opens)
 
 
+def compute(result) -> dict:
+    """A run's compute, counted in samples: ``backprops`` and ``forwards`` (every forward, training ones included) of its
+    records (scoring passes, selection forwards and [RHO-LOSS]'s IL model are there) plus the static models its card
+    declares outside them (`samplers.Method.static_work`: EL2N's scoring models, forgetting's run; ``static_*``), and
+    ``eval_forwards`` = forwards - backprops, the forwards that cost a forward only. Evaluations are measurement, not
+    cost, and are not counted. With a setting's unit costs (`bench.unit_costs`), `seconds` turns it into time."""
+    from .samplers import card
+    from .train import train_indices
+    c = result.config
+    f, b = (sum(int(r[k]) for r in result.records) for k in ("forwarded", "backpropagated"))
+    sf = sb = 0
+    m, opts = card(c.sampler), c.options("sampler_options")
+    if m.static_work is not None and "scores" not in opts:
+        n = len(train_indices(c))
+        sf, sb = m.static_work(opts, n, c.epochs, n // c.batch_size * c.batch_size if c.drop_last else n)
+    return dict(forwards=f + sf, backprops=b + sb, eval_forwards=f + sf - b - sb, static_forwards=sf,
+                static_backprops=sb)
+
+
+def seconds(work: dict, units: dict) -> float:
+    """`compute`'s counts in seconds at a setting's unit costs (`bench.unit_costs`, medians): an eval forward per
+    forward that trains nothing, a training step per backprop."""
+    med = lambda u: units[u][1] if isinstance(units[u], (tuple, list)) else units[u]
+    return work["eval_forwards"] * med("forward") + work["backprops"] * med("step")
+
+
+def time_to_accuracy(result, target: float) -> dict | None:
+    """[RS2]'s time-to-accuracy: the first evaluated epoch whose test accuracy reaches ``target`` (e.g. 0.99 of full
+    training's), with the training seconds and the compute (`compute`'s counts, static work charged from the start)
+    spent by then; None when the run never reaches it. A run evaluated only at its end answers at its end or not."""
+    work = compute(result)
+    for r in result.records:
+        if r.get("test_acc") == r.get("test_acc") and r["test_acc"] >= target:
+            return dict(epoch=int(r["epoch"]), seconds=float(r["wall"]), test_acc=float(r["test_acc"]),
+                        backprops=int(r["cum_backpropagated"]) + work["static_backprops"],
+                        forwards=int(r["cum_forwarded"]) + work["static_forwards"])
+    return None
+
+
 def device_of(df: pd.DataFrame) -> str:
     """The device(s) the runs behind ``df`` used, for figure stamps."""
     if df.empty or "device_used" not in df:

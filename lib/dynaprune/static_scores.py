@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from . import cache
+from .samplers.baselines import EL2N_EPOCHS, EL2N_MODELS   # [Raju] §4's scoring protocol, on EL2N's card
 from .scores import output_grad_norm_ce
 
-EL2N_MODELS, EL2N_EPOCHS = 10, 20   # [Raju] §4: "average over 10 independent models trained for 20 epochs each"
 KINDS = ("el2n", "forgetting")
 
 

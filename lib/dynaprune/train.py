@@ -689,8 +689,9 @@ def cli_config(a, world: int = 1) -> RunConfig:
     no warm-up, no regime)."""
     from . import grids, profiles
     overrides = {k: getattr(a, k) for k in [*CLI_FIELDS, "dataset_options", "model_options"] if getattr(a, k) is not None}
-    if a.record_selection:
-        overrides["record_selection"] = True
+    for flag in ("record_selection", "augment"):
+        if getattr(a, flag):
+            overrides[flag] = True
     opts = dict(a.sampler_options or {})
     if a.plain:
         if a.keep_ratio is not None:
@@ -730,6 +731,8 @@ def cli_parser():
                         help=f"{name} options as a JSON object" + (" (over the paper regime's)" if name == "sampler" else ""))
     ap.add_argument("--plain", action="store_true", help="the profile's base config with these flags only: no validation "
                     "split, warm-up, drop_last or paper regime (the engine's behaviour before the fair protocol)")
+    ap.add_argument("--augment", action="store_true", help="random crop (zero padding 4) and horizontal flip of each "
+                    "training batch (the papers' augmentation)")
     ap.add_argument("--record-selection", action="store_true", help="store which samples each epoch backpropagated")
     ap.add_argument("--checkpoint-dir", help="save every epoch here and resume from it")
     ap.add_argument("--stop-after", type=int, help="return after this many epochs (a time slice; resumable)")

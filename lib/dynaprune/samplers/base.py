@@ -411,6 +411,9 @@ class Method:
       il_epochs)``); ``probe(options, n, epochs) -> options``: placeholders for them, so the sampler can be built without
       training (reachability checks, benchmarks).
     - ``run_fields``: RunConfig fields the sampler takes as keywords (e.g. ``batch_size``).
+    - ``static_work(options, n, epochs, per_epoch) -> (forwards, backprops)``: the work of static models trained for a
+      run and not in its records (EL2N's scoring models, forgetting's run), for compute accounting; ``per_epoch``: the
+      samples one full-data epoch over the n backpropagates (drop_last). None: nothing outside the records.
     """
 
     build: typing.Callable
@@ -427,6 +430,7 @@ class Method:
     probe: typing.Callable | None = None
     protocol: tuple = ()
     run_fields: tuple = ()
+    static_work: typing.Callable | None = None
 
     @property
     def version(self) -> int:

@@ -28,6 +28,7 @@ SB_HISTORY = 1024      # losses in the CDF window
 KAKURENBO_F = 0.3      # maximum hidden fraction (ours; the public code's default for CIFAR)
 KAKURENBO_TAU = 0.7    # confidence threshold
 KAKURENBO_LR_RULES = ("realised", "scheduled")   # lr_scale from the hidden share, or from the scheduled F_e
+EL2N_MODELS, EL2N_EPOCHS = 10, 20   # [Raju] §4: "average over 10 independent models trained for 20 epochs each"
 
 
 class _Replacement(BatchSampler):
@@ -251,7 +252,8 @@ def kakurenbo_outside(options: dict, epochs: int) -> str | None:
 
 def el2n_budget(r, epochs, profile) -> dict:
     """keep_ratio r, and [Raju] §4's scoring protocol (the profile may shorten it: ``el2n_models``, ``el2n_epochs``)."""
-    return {"keep_ratio": r, "score_models": profile.get("el2n_models", 10), "score_epochs": profile.get("el2n_epochs", 20)}
+    return {"keep_ratio": r, "score_models": profile.get("el2n_models", EL2N_MODELS),
+            "score_epochs": profile.get("el2n_epochs", EL2N_EPOCHS)}
 
 
 def _static(kind):
@@ -270,13 +272,25 @@ def _static_probe(options, n, epochs) -> dict:
     return o
 
 
+def el2n_work(options, n, epochs, per_epoch):
+    """[Raju] §4's scoring: score_models models of score_epochs epochs each, then each scores the n samples."""
+    models, e = int(options.get("score_models", EL2N_MODELS)), int(options.get("score_epochs", EL2N_EPOCHS))
+    return models * (e * per_epoch + n), models * e * per_epoch
+
+
+def forgetting_work(options, n, epochs, per_epoch):
+    """[Forgetting]'s counts: one full run of the run's length, the n samples predicted after every epoch."""
+    return epochs * (per_epoch + n), epochs * per_epoch
+
+
 _STATIC = dict(probe=_static_probe, protocol=("score_models", "score_epochs"))
 METHODS = {
     "kakurenbo": Method(Kakurenbo, "KAKURENBO", "KAKURENBO", budget=keep, own_budget=True, curve_ratios=False,
                         regime=kakurenbo_regime, outside=kakurenbo_outside),
-    "el2n": Method(StaticTopK, "EL2N (static)", "EL2N", budget=el2n_budget, prepare=_static("el2n"), **_STATIC),
+    "el2n": Method(StaticTopK, "EL2N (static)", "EL2N", budget=el2n_budget, prepare=_static("el2n"),
+                   static_work=el2n_work, **_STATIC),
     "forgetting": Method(StaticTopK, "forgetting (static)", "Forgetting", budget=keep, prepare=_static("forgetting"),
-                         **_STATIC),
+                         static_work=forgetting_work, **_STATIC),
     "weighted_replacement": Method(WeightedReplacement, "weighted, with replacement", "DLIS", budget=keep),
     "loss_is": Method(LossIS, "loss IS", "BiasedIS", budget=keep),
     "ordered_sgd": Method(OrderedSGD, "ordered SGD", "OrderedSGD", budget=keep),

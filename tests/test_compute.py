@@ -1,0 +1,86 @@
+"""Compute counted, not only backprops: a run's forwards and backprops with the static models its card declares (exact
+counts against the engine's own runs), their cost in seconds at measured unit costs, and [RS2]'s time-to-accuracy."""
+import math
+
+import pytest
+
+from dynaprune import bench, grids, report
+from dynaprune.cache import RunResult
+from dynaprune.static_scores import _own_schedule, _plain
+from dynaprune.train import run, train_indices
+
+
+def _per_epoch(c):
+    """Samples one full-data epoch of the plain loop backpropagates at c's setting, measured by the engine."""
+    return run(_own_schedule(_plain(c), 1, 1), use_cache=False).records[0]["backpropagated"]
+
+
+def test_el2n_and_forgetting_are_charged_their_static_models_exactly(tmp_path, monkeypatch):
+    """[Raju] §4's EL2N scoring (score_models models of score_epochs epochs, each scoring the n samples) and a
+    forgetting run of the run's length: outside the records, counted by their cards (`samplers.Method.static_work`)."""
+    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path))
+    c = grids.fair_config("smoke", "el2n", keep_ratio=0.5, epochs=2)
+    c = c.replace(sampler_options={**c.options("sampler_options"), "score_models": 2, "score_epochs": 1})
+    r = run(c)
+    n, per_epoch = len(train_indices(c)), _per_epoch(c)
+    w = report.compute(r)
+    assert per_epoch == n // c.batch_size * c.batch_size                       # drop_last: whole batches
+    assert (w["static_backprops"], w["static_forwards"]) == (2 * per_epoch, 2 * (per_epoch + n))
+    assert w["backprops"] == r.backprops + 2 * per_epoch
+    assert w["forwards"] == sum(x["forwarded"] for x in r.records) + 2 * (per_epoch + n)
+    assert w["eval_forwards"] == w["forwards"] - w["backprops"]
+    f = grids.fair_config("smoke", "forgetting", keep_ratio=0.5, epochs=2)
+    wf = report.compute(run(f))
+    assert (wf["static_backprops"], wf["static_forwards"]) == (2 * per_epoch, 2 * (per_epoch + n))
+    # scores given: nothing static to charge; a dynamic method: its records only
+    assert report.compute(RunResult(c.replace(sampler_options={"keep_ratio": 0.5, "scores": [0.0] * n}),
+                                    r.records))["static_backprops"] == 0
+    u = run(grids.fair_config("smoke", "ucb", keep_ratio=0.5, epochs=2))
+    wu = report.compute(u)
+    assert wu["static_forwards"] == 0 and wu["eval_forwards"] > 0               # its scoring passes are forwards
+
+
+def test_seconds_and_time_to_accuracy():
+    c = grids.fair_config("smoke", "full", epochs=4)
+    nan = float("nan")
+    recs = [dict(epoch=e, test_acc=a, wall=10.0 * (e + 1), forwarded=100, backpropagated=80,
+                 cum_forwarded=100 * (e + 1), cum_backpropagated=80 * (e + 1)) for e, a in enumerate([0.5, 0.7, nan, 0.9])]
+    r = RunResult(c, recs)
+    assert report.time_to_accuracy(r, 0.8) == dict(epoch=3, seconds=40.0, test_acc=0.9, backprops=320, forwards=400)
+    assert report.time_to_accuracy(r, 0.7)["epoch"] == 1 and report.time_to_accuracy(r, 0.95) is None
+    w = report.compute(r)
+    assert (w["backprops"], w["eval_forwards"]) == (320, 80)
+    assert math.isclose(report.seconds(w, {"forward": (0, 1e-3, 0), "step": (0, 3e-3, 0)}), 80 * 1e-3 + 320 * 3e-3)
+
+
+@pytest.mark.slow
+def test_unit_costs_and_epoch_seconds_are_measured(tmp_path, monkeypatch):
+    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path))
+    c = grids.fair_config("smoke", "full", epochs=3)
+    u = bench.unit_costs(c, repeats=2, batches=2)
+    assert set(u) == {"forward", "step", "backward"} and all(0 < v[0] <= v[1] <= v[2] for v in (u["forward"], u["step"]))
+    assert u["backward"][0] <= u["backward"][1] <= u["backward"][2]         # step - forward, round by round
+    t = bench.epoch_seconds({"a": c, "b": c.replace(augment=False)}, repeats=2, epochs=2)
+    assert set(t) == {"a", "b"} and all(0 < v[0] <= v[1] <= v[2] for v in t.values())
+    assert not list(tmp_path.glob("*.json"))                                  # nothing cached
+
+
+def test_raju_in_its_own_schedule():
+    """[Raju] §4: "stochastic gradient descent (SGD) optimizer with an initial learning rate = 0.1 with Nesterov
+    momentum = 0.9, weight decay = 0.0005, and batch size = 128. The learning rate was decayed by a factor of 5 at 60,
+    120, and 160 epochs"; 200 epochs with T_p = 10 on CIFAR-10's 50,000 samples. Our side setting: checkpoints as long
+    as the paper's in steps (about 1,170 at keep ratio 0.3), 20 per run, the decays at 30 / 60 / 80% of the run."""
+    from dynaprune import regimes
+    from dynaprune.train import lr_at
+    for rho in (0.2, 0.3):
+        c = grids.raju_schedule_config("cpu", "ucb", rho, seed=1, lr=0.1)
+        n, o = len(train_indices(c)), c.options("sampler_options")
+        steps = o["period"] * (int(rho * n) // c.batch_size)                   # steps of one checkpoint
+        paper = 10 * round(rho * 50_000) // 128
+        assert abs(steps - paper) / paper < 0.05, (steps, paper)
+        assert c.epochs == 20 * o["period"] and regimes.outside("ucb", o, c.epochs) is None
+        E = c.epochs
+        assert [lr_at(c, p * E) for p in (0.29, 0.31, 0.61, 0.81)] == pytest.approx([0.1, 0.02, 0.004, 0.0008])
+        assert c.momentum == 0.9 and c.weight_decay == 5e-4 and c.val_size > 0 and c.drop_last
+    cb = grids.raju_schedule_config("cpu", "ucb", 0.3, class_balanced=True)
+    assert cb.options("sampler_options")["class_balanced"] is True
