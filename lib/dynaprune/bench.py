@@ -198,7 +198,8 @@ def unit_costs(config, repeats: int = 5, batches: int = 20) -> dict:
     """The measured cost of one sample's forward and backward at a run's setting (its model, data, batch size, memory
     format and device), the units a run's compute is counted in: ``forward``, an eval-mode no-grad forward (scoring
     passes, selection forwards; in the engine's sub-batches), and ``step``, a training step (forward, backward, SGD
-    step) per sample at the run's batch size; ``backward`` = step - forward (a training forward costs one forward).
+    step) per sample at the run's batch size; ``backward`` = step - forward (an upper bound on the backward: a forward
+    under autograd costs a little more than one under no_grad).
     Interleaved rounds (forward, step, forward, step, ...) after a warm-up, each over ``batches`` batches; returns
     {unit: (min, median, max) seconds per sample}. Nothing is trained into a result or cached."""
     from .train import _core, _forward, _forward_eval, _sync, setup, take
