@@ -120,3 +120,10 @@ def test_no_module_outside_a_methods_own_compares_against_its_name():
                     hits += [f"{p.name}:{node.lineno} {v.value}" for v in vals
                              if isinstance(v, ast.Constant) and v.value in names]
     assert not hits, hits
+
+
+def test_a_methods_claims_are_read_from_its_card_and_the_claims_table():
+    from dynaprune import claims
+    assert {c.key for c in claims.of("seta")} >= {"seta_lossless"}
+    assert all(c.paper == "Raju" or "ucb" in c.curve for c in claims.of("ucb")) and claims.of("ucb")
+    assert all(c.paper == "InfoBatch" or "infobatch" in c.curve for c in claims.of("infobatch"))

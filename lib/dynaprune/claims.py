@@ -164,6 +164,14 @@ CLAIMS = {c.key: c for c in [
 ]}
 
 
+def of(method: str) -> list[Claim]:
+    """The claims about ``method``: those it is an arm of on the budget curves, and those of its card's paper
+    (`samplers.Method.paper`)."""
+    from .samplers import card
+    paper = card(method).paper
+    return [c for c in CLAIMS.values() if method in c.curve or (paper is not None and c.paper == paper)]
+
+
 def test(key: str, a, b, *, seeds=None, budgets=None, condition: str = "", regime: str = "") -> dict:
     """The verdict on claim ``key`` from paired values ``a``, ``b`` (same seeds, same order).
     ``budgets``: measured backprop share of A and B (mean over seeds), recorded next to the verdict;

@@ -414,6 +414,8 @@ class Method:
     - ``static_work(options, n, epochs, per_epoch) -> (forwards, backprops)``: the work of static models trained for a
       run and not in its records (EL2N's scoring models, forgetting's run), for compute accounting; ``per_epoch``: the
       samples one full-data epoch over the n backpropagates (drop_last). None: nothing outside the records.
+
+    Its claims are the claims table's (`dynaprune.claims.of(name)`: those of its paper, and those it is a curve arm of).
     """
 
     build: typing.Callable
