@@ -82,5 +82,82 @@ def test_raju_in_its_own_schedule():
         E = c.epochs
         assert [lr_at(c, p * E) for p in (0.29, 0.31, 0.61, 0.81)] == pytest.approx([0.1, 0.02, 0.004, 0.0008])
         assert c.momentum == 0.9 and c.weight_decay == 5e-4 and c.val_size > 0 and c.drop_last
-    cb = grids.raju_schedule_config("cpu", "ucb", 0.3, class_balanced=True)
-    assert cb.options("sampler_options")["class_balanced"] is True
+    for name, extra in grids.RAJU_INTERVENTIONS.items():
+        o = grids.raju_schedule_config("cpu", "ucb", 0.3, intervention=name).options("sampler_options")
+        assert o.items() >= extra.items() and grids.unreachable("ucb", o, 500) is None, name
+    with pytest.raises(ValueError, match="unknown intervention"):
+        grids.raju_schedule_config("cpu", "ucb", 0.3, intervention="nope")
+
+
+# ----------------------------------------------------------------------------- the interventions on class cycling
+
+def test_full_data_warm_up_then_checkpoints_every_period():
+    """``warmup_full`` W (ours): epochs < W plan all n samples and ask for no scoring pass; the first checkpoint scores
+    at epoch W (a trained model), the next ones every ``period`` epochs from there; W = 0 is [Raju]'s sampler."""
+    import torch
+    from dynaprune.samplers import make_sampler
+    n, k = 100, 30
+    s = make_sampler("ucb", n, keep_ratio=0.3, period=2, warmup_full=1, num_epochs=6)
+    asked, sizes = [], []
+    for e in range(6):
+        req = s.scoring_request(e)
+        asked.append(req is not None)
+        if req is not None:
+            s.observe(req, torch.rand(n, generator=torch.Generator().manual_seed(e)))
+        s.set_epoch(e)
+        sizes.append(len(list(iter(s))))
+    assert asked == [False, True, False, True, False, True] and sizes == [n] + [k] * 5
+    plain, zero = (make_sampler("ucb", n, keep_ratio=0.3, period=2, num_epochs=6, **kw) for kw in ({}, {"warmup_full": 0}))
+    assert [plain.scoring_request(e) is not None for e in range(3)] == [zero.scoring_request(e) is not None for e in range(3)]
+    with pytest.raises(ValueError, match="warmup_full"):
+        make_sampler("ucb", n, warmup_full=-1)
+
+
+def test_initial_scores_stand_for_the_first_scoring_pass(tmp_path, monkeypatch):
+    """``init_scores`` (ours): the first checkpoint takes the top k of the given scores with no scoring pass; through the
+    engine, ``init_models`` M computes them as the mean loss of M random initialisations (their M n forwards counted by
+    the card's static work), and epoch 0 then forwards only what it trains on."""
+    import torch
+    from dynaprune.samplers import make_sampler
+    n = 100
+    init = torch.arange(n, dtype=torch.float64)
+    s = make_sampler("uncertainty_ema", n, keep_ratio=0.2, period=5, init_scores=init, num_epochs=10)
+    assert s.scoring_request(0) is None
+    s.set_epoch(0)
+    assert set(s.plan.tolist()) == set(range(80, 100))
+    assert s.scoring_request(5) is not None                                   # later checkpoints score as usual
+    with pytest.raises(ValueError, match="init_scores"):
+        make_sampler("ucb", n, init_scores=[0.0] * 3)
+    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path))
+    c = grids.fair_config("smoke", "ucb", keep_ratio=0.5, epochs=2)
+    c = c.replace(sampler_options={**c.options("sampler_options"), "init_models": 4, "period": 1})
+    c = c.replace(sampler_options={k: v for k, v in c.options("sampler_options").items() if k != "checkpoints_per_epoch"})
+    r = run(c)
+    first = r.records[0]
+    assert first["forwarded"] == first["backpropagated"]                      # no scoring pass at epoch 0
+    assert r.records[1]["forwarded"] > r.records[1]["backpropagated"]        # epoch 1's checkpoint scores
+    assert report.compute(r)["static_forwards"] == 4 * len(train_indices(c))
+    assert grids.unreachable("ucb", c.options("sampler_options"), c.epochs) is None
+
+
+def test_the_interventions_resume_bit_identically():
+    import torch
+    from dynaprune.samplers import make_sampler
+    n, g = 120, torch.Generator().manual_seed(0)
+    table = torch.rand(8, n, generator=g)
+    kw = dict(keep_ratio=0.3, period=2, warmup_full=1, init_scores=torch.rand(n, generator=g), num_epochs=8, seed=3)
+
+    def epoch(s, e):
+        req = s.scoring_request(e)
+        if req is not None:
+            s.observe(req, table[e][req])
+        s.set_epoch(e)
+        plan = torch.tensor(list(iter(s)))
+        s.reweight(plan[:10], table[e][plan[:10]])
+        return plan
+    a = make_sampler("ucb", n, **kw)
+    for e in range(3):
+        epoch(a, e)
+    b = make_sampler("ucb", n, **kw)
+    b.load_state_dict(a.state_dict())
+    assert all(torch.equal(epoch(a, e), epoch(b, e)) for e in range(3, 8))

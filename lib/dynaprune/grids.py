@@ -211,17 +211,26 @@ def curve_config(profile: str, method: str, keep_ratio: float | None, seed: int,
     return fair_config(profile, method, keep_ratio=keep_ratio, seed=seed, lr=lr, **get(profile)["curves"]["overrides"])
 
 
+RAJU_INTERVENTIONS = {          # ours: each locates one candidate cause of class cycling
+    "class_balanced": {"class_balanced": True},      # per-class budgets: the top k cannot drop a class
+    "init_scores": {"init_models": 4},               # initial scores averaged over 4 random initialisations
+    "warmup": {"warmup_full": 1},                    # one full-data epoch before the first checkpoint
+}
+
+
 def raju_schedule_config(profile: str, method: str, keep_ratio: float, seed: int = 0, lr: float | None = None,
-                         class_balanced: bool = False, **overrides):
+                         intervention: str | None = None, **overrides):
     """A run of [Raju]'s selectors in [Raju]'s own schedule (the study v3 side study of class cycling): the side setting
     under the fair protocol's validation split and drop_last, with `samplers.raju.own_schedule` (checkpoints as long as
     the paper's in steps, 20 per run, step decay by 5 at 30 / 60 / 80%, no warm-up; SGD momentum is Nesterov in the
-    engine) in place of the shared cosine recipe. ``class_balanced``: the intervention of per-class budgets (ours)."""
+    engine) in place of the shared cosine recipe. ``intervention``: one of `RAJU_INTERVENTIONS` (ours), or None."""
+    if intervention is not None and intervention not in RAJU_INTERVENTIONS:
+        raise ValueError(f"unknown intervention {intervention!r}; known: {', '.join(RAJU_INTERVENTIONS)}")
     from .samplers.raju import own_schedule
     from .train import train_indices
     base = side_config(profile, "06", "full", seed=seed, lr=lr, **overrides)
     s = own_schedule(len(train_indices(base)), base.batch_size)
-    opts = {"keep_ratio": float(keep_ratio), "period": s["period"], **({"class_balanced": True} if class_balanced else {})}
+    opts = {"keep_ratio": float(keep_ratio), "period": s["period"], **RAJU_INTERVENTIONS.get(intervention, {})}
     return base.replace(sampler=method, sampler_options=opts, epochs=s["epochs"], schedule="multistep",
                         milestones=s["milestones"], gamma=s["gamma"], warmup_epochs=0.0)
 

@@ -143,6 +143,17 @@ class Prepare:
         """(scores, seconds): `static_scores.static_scores` of the run's training set."""
         return static_scores(kind, self.config, self.x, self.y, self.ds, fit=_train_plain, predict=predict, **protocol)
 
+    def init_losses(self, models: int) -> torch.Tensor:
+        """The mean per-sample loss of the training set under ``models`` random initialisations of the run's
+        architecture (seeds of their own, no training; eval mode)."""
+        c, dev = self.config, torch.device(self.config.device)
+        tot = torch.zeros(len(self.x), dtype=torch.float64)
+        for m in range(int(models)):
+            model = build_model(c.model, self.ds.input_shape, self.ds.output_dim, seed=c.seed * 100 + 50 + m,
+                                **c.options("model_options")).to(dev)
+            tot += per_sample_loss(predict(model, self.x, c, dev), self.y.to(dev), c.loss).double().cpu()
+        return tot / int(models)
+
     def irreducible_losses(self, holdout_size: int, il_epochs: int):
         """(losses, seconds): `static_scores.irreducible_losses` of an IL model trained on ``holdout_size`` samples
         outside the validation split and the training set (`holdout_indices`)."""

@@ -441,9 +441,11 @@ class Method:
     def buildable(self, options: dict, n: int, epochs: int) -> dict:
         """``options`` as the sampler can be built with them over ``n`` samples without training: protocol options
         off, `probe` placeholders in."""
-        if self.probe is not None:
-            return self.probe(dict(options), n, epochs)
-        return {k: v for k, v in options.items() if k not in self.protocol}
+        o = self.probe(dict(options), n, epochs) if self.probe is not None else \
+            {k: v for k, v in options.items() if k not in self.protocol}
+        if o.get("class_balanced"):          # the engine passes the labels; ten classes stand in for them
+            o.setdefault("labels", torch.arange(n) % 10)
+        return o
 
     @property
     def on_curves_once(self) -> bool:

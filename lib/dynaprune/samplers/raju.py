@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import DynamicSampler, Method, _check_ratio, check_labels, keep, per_class
+from .base import DynamicSampler, Method, _check_ratio, check_labels, keep, per_class, per_sample_values
 
 ALPHA = 0.8        # eq. 2, weight on the new loss ([Raju] §4)
 PERIOD = 10        # T_p ([Raju] §4)
@@ -64,8 +64,10 @@ class _Checkpoints:
         first = self._shuffle(subset, g)[: self._segment_sizes(k)[0]]
         return torch.cat([first, torch.full((k - len(first),), -1, dtype=torch.long)])
 
+    warmup_full = 0          # UncertaintyEMA's full-data warm-up epochs (ours): not segmented
+
     def __iter__(self):
-        if self.checkpoints_per_epoch == 1 or self.epoch < 0:
+        if self.checkpoints_per_epoch == 1 or self.epoch < 0 or self.epoch < self.warmup_full:
             return super().__iter__()
         return self._iter_segments(self.epoch)
 
@@ -131,14 +133,23 @@ random_dynamic.version, random_dynamic.requires_num_epochs = 1, False
 
 
 class UncertaintyEMA(_Checkpoints, DynamicSampler):
-    """[Raju] eq. 1-2: EMA of the per-sample loss at each checkpoint, top k kept."""
+    """[Raju] eq. 1-2: EMA of the per-sample loss at each checkpoint, top k kept.
+
+    Two interventions of ours that locate the cause of class cycling (both off by default): ``warmup_full`` epochs of
+    full data before the first checkpoint (which then scores a trained model; checkpoints every ``period`` epochs from
+    there; the warm-up's backprops show in the measured share), and ``init_scores``, the initial scores (e.g. the mean
+    loss of several random initialisations, which the engine computes with the card's ``init_models``), taken as the
+    first checkpoint's scores in place of its scoring pass."""
 
     _state_keys = ("ema", "var", "subset", "_scored")
 
     def __init__(self, n, *, keep_ratio: float = 0.5, alpha: float = ALPHA, period: int = PERIOD,
-                 checkpoints_per_epoch: int = 1, class_balanced: bool = False, labels=None, num_epochs=None, seed=0,
-                 distributed=None):
+                 checkpoints_per_epoch: int = 1, class_balanced: bool = False, labels=None, warmup_full: int = 0,
+                 init_scores=None, num_epochs=None, seed=0, distributed=None):
         super().__init__(n, seed=seed, num_epochs=num_epochs, distributed=distributed)
+        if int(warmup_full) != warmup_full or warmup_full < 0:
+            raise ValueError(f"warmup_full must be a non-negative integer, got {warmup_full}")
+        init = None if init_scores is None else per_sample_values(init_scores, self.n, "init_scores")
         self._init_checkpoints(checkpoints_per_epoch, period)
         # ours (no paper of the five does it): each class keeps its share of k, top by score within the class
         self.class_balanced = bool(class_balanced)
@@ -147,17 +158,22 @@ class UncertaintyEMA(_Checkpoints, DynamicSampler):
         self.alpha = _check_ratio("alpha", alpha)
         if int(period) < 1:
             raise ValueError(f"period must be >= 1, got {period}")
-        self.period = int(period)
-        self.ema = None
+        self.period, self.warmup_full = int(period), int(warmup_full)
+        self.ema = init                                         # None: the first scoring pass sets it
         self.var = torch.zeros(self.n, dtype=torch.float64)
         self.subset = None
-        self._scored = torch.zeros(self.n, dtype=torch.bool)  # seen in this checkpoint's scoring pass
+        # seen in this checkpoint's scoring pass (given initial scores stand for the first one)
+        self._scored = torch.full((self.n,), init is not None, dtype=torch.bool)
 
     def is_checkpoint(self, epoch: int) -> bool:
-        return epoch % self.period == 0 or self.subset is None
+        if epoch < self.warmup_full:
+            return False
+        return (epoch - self.warmup_full) % self.period == 0 or self.subset is None
 
     def scoring_request(self, epoch):
-        return torch.arange(self.n) if self.is_checkpoint(epoch) else None
+        if not self.is_checkpoint(epoch) or (self.subset is None and bool(self._scored.all())):
+            return None                                         # no checkpoint, or given initial scores
+        return torch.arange(self.n)
 
     def _observe(self, idx, losses, logits, targets):
         pass  # training losses do not move [Raju]'s scores
@@ -200,6 +216,8 @@ class UncertaintyEMA(_Checkpoints, DynamicSampler):
         return self.subset
 
     def _plan(self, epoch, g):
+        if epoch < self.warmup_full:
+            return torch.randperm(self.n, generator=g), None    # full data, before the first checkpoint
         if self.is_checkpoint(epoch):
             self._checkpoint(g, epoch)
         return self._segmented(self.subset, g), None
@@ -282,12 +300,36 @@ def outside(options: dict, epochs: int) -> str | None:
     return None
 
 
+def prepare(ctx) -> dict:
+    """With the protocol option ``init_models`` M (an intervention of ours): the initial scores, the mean loss of the
+    training set under M random initialisations of the run's architecture (no training), unless given."""
+    if "init_models" not in ctx.protocol or "init_scores" in ctx.options:
+        return {}
+    models = int(ctx.protocol["init_models"])
+    if models < 1:
+        raise ValueError(f"init_models must be >= 1, got {models}")
+    return dict(init_scores=ctx.init_losses(models))
+
+
+def probe(options, n, epochs) -> dict:
+    o = {k: v for k, v in options.items() if k != "init_models"}
+    if "init_models" in options:
+        o.setdefault("init_scores", [0.0] * n)
+    return o
+
+
+def init_work(options, n, epochs, per_epoch):
+    """The forwards of ``init_models`` random initialisations over the n samples (no backprops)."""
+    return int(options.get("init_models", 0)) * n, 0
+
+
 _RAJU = dict(paper="Raju", budget=budget, regime=regime, outside=outside)
+_SELECTOR = dict(_RAJU, prepare=prepare, probe=probe, protocol=("init_models",), static_work=init_work)
 METHODS = {
     # [Omission]'s "Random": a fresh uniform subset every epoch (period 1)
     "random": Method(RandomDynamic, "random pruning", "Omission", budget=keep),
-    "uncertainty_ema": Method(UncertaintyEMA, "uncertainty-EMA [Raju]", **_RAJU),
-    "epsilon_greedy": Method(EpsilonGreedy, "ε-greedy [Raju]", **_RAJU),
-    "ucb": Method(UCB, "UCB [Raju]", **_RAJU),
+    "uncertainty_ema": Method(UncertaintyEMA, "uncertainty-EMA [Raju]", **_SELECTOR),
+    "epsilon_greedy": Method(EpsilonGreedy, "ε-greedy [Raju]", **_SELECTOR),
+    "ucb": Method(UCB, "UCB [Raju]", **_SELECTOR),
     "random_dynamic": Method(random_dynamic, "random dynamic [Raju]", **_RAJU),
 }
