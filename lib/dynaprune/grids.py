@@ -111,7 +111,9 @@ def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed
     method whose paper sets its own budget (`own_budget`), it replaces the regime's budget and
     `regimes.outside` labels the run. ``method="reduce_epochs"``: full data for keep_ratio of the epochs. A
     ``val_size`` among ``overrides`` replaces the profile's (e.g. 0 for a set too small to split, whose runs take the
-    rate tuned elsewhere)."""
+    rate tuned elsewhere). A profile's ``regime_options`` ({method: options}) join the regime's: options of a paper's
+    regime that its card's defaults do not hold (v3's [Omission] as written, while the committed profile's runs keep
+    the card's default)."""
     from . import regimes
     from .profiles import base_config, get
     P = get(profile, check_device=False)      # building a config needs no GPU; running it does (`profiles.get`)
@@ -129,6 +131,7 @@ def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed
         opts.update(m.budget(keep_ratio, E, P))
     if keep_ratio is None or not m.own_budget:
         opts.update(regimes.regime(method, E))
+        opts.update(P.get("regime_options", {}).get(method, {}))
     return base.replace(sampler=method, sampler_options=opts, **common)
 
 
@@ -209,6 +212,18 @@ def curve_config(profile: str, method: str, keep_ratio: float | None, seed: int,
     """One run of the budget curves: `fair_config` at the profile's base setting with ``curves["overrides"]``."""
     from .profiles import get
     return fair_config(profile, method, keep_ratio=keep_ratio, seed=seed, lr=lr, **get(profile)["curves"]["overrides"])
+
+
+def run_length_configs(profile: str) -> list:
+    """The run-length study of a profile that chooses its run length on validation (``run_length``: full training at
+    each of ``epochs``, each length its own warm-up and cosine, at each of ``lrs``, on ``seed``, evaluated every epoch):
+    the evidence for the profile's ``epochs`` (notebook 05 shows the validation curves). Empty for a profile without one."""
+    from .profiles import get
+    R = get(profile, check_device=False).get("run_length")
+    if not R:
+        return []
+    return [fair_config(profile, "full", seed=R["seed"], lr=lr, epochs=int(E), eval_every=1)
+            for E in R["epochs"] for lr in R["lrs"]]
 
 
 RAJU_INTERVENTIONS = {          # ours: each locates one candidate cause of class cycling

@@ -79,13 +79,14 @@ def runs(configs, jobs: int | None = None, executor: str | None = None, progress
     return out
 
 
-def curve_results(profile: str, methods=None, jobs: int | None = None, cache_only: bool = False) -> dict:
+def curve_results(profile: str, methods=None, jobs: int | None = None, cache_only: bool = False, cells=None) -> dict:
     """05's budget curves: `tuning.tune_then_evaluate` over `grids.curve_cells` (``methods``, or the profile's
     ``curves["methods"]``) with the profile's grid and seeds; then, for each method whose paper sets its own budget
     (a cell with keep_ratio None: InfoBatch, KAKURENBO), its budget-matched controls (`grids.matched_cells`: random
     pruning and Reducing Epoch at its measured backprop share over full training's, `report.curve_runs`'s share),
-    tuned the same way. ``cache_only``: read the cache, train nothing (`runs`). Returns {(method, keep_ratio): (lr,
-    grid table, eval results)}."""
+    tuned the same way. ``cache_only``: read the cache, train nothing (`runs`). ``cells``: these (method, keep_ratio)
+    cells instead of the curves' (a long computation's order: the claims' cells first). Returns {(method, keep_ratio):
+    (lr, grid table, eval results)}."""
     from . import grids, report, tuning
     from .profiles import get
     P = get(profile)
@@ -94,7 +95,7 @@ def curve_results(profile: str, methods=None, jobs: int | None = None, cache_onl
                                                    C["grid"], C["tuning_seeds"], P["seeds"],
                                                    lambda cs: runs(cs, jobs=jobs, cache_only=cache_only),
                                                    extend=C.get("extend", 0))
-    out = tune(grids.curve_cells(profile, methods))
+    out = tune(grids.curve_cells(profile, methods) if cells is None else [(m, None if r is None else float(r)) for m, r in cells])
     own = [c for c in out if c[1] is None and c[0] != "full"]
     if own:
         full = out[("full", None)] if ("full", None) in out else tune([("full", None)])[("full", None)]
@@ -155,17 +156,26 @@ def side_lrs(profile: str, notebook: str, cells: dict, jobs: int | None = None) 
     return {m: (lr, table) for m, (lr, table, _) in out.items()}
 
 
-def curves(profile: str, methods, jobs: int | None = None):
+def parse_cell(text: str) -> tuple:
+    """A curve cell from the command line: ``method:keep_ratio``, or ``method`` alone (its own budget)."""
+    m, _, r = text.partition(":")
+    try:
+        return m, (float(r) if r else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a cell is METHOD or METHOD:KEEP_RATIO, got {text!r}") from None
+
+
+def curves(profile: str, methods=None, jobs: int | None = None, cells=None):
     """Compute the budget curves of ``methods`` (`curve_results`), one method at a time (its tuning runs, then its
-    evaluation runs, then its budget-matched controls when its paper sets its own budget), so a long computation
-    leaves complete methods in the cache as it goes; a method joins the notebook when it is added to the profile's
-    ``curves["methods"]``."""
-    for m in methods:
+    evaluation runs, then its budget-matched controls when its paper sets its own budget), then ``cells`` one cell at a
+    time, so a long computation leaves complete methods and cells in the cache as it goes; a method joins the notebook
+    when it is added to the profile's ``curves["methods"]``."""
+    for step in [dict(methods=[m]) for m in methods or []] + [dict(cells=[c]) for c in cells or []]:
         t0 = time.time()
-        out = curve_results(profile, [m], jobs=jobs)
+        out = curve_results(profile, jobs=jobs, **step)
         chosen = ", ".join(f"{m_} {'-' if r is None else r}: lr {lr:g}, test {sum(x.final['test_acc'] for x in rs) / len(rs):.4f}"
                            for (m_, r), (lr, _, rs) in out.items())
-        print(f"[curves] {m} ({profile}) done in {time.time() - t0:.0f} s: {chosen}", flush=True)
+        print(f"[curves] {[*step.values()][0][0]} ({profile}) done in {time.time() - t0:.0f} s: {chosen}", flush=True)
 
 
 def notebooks(only=None):
@@ -190,14 +200,17 @@ def main(argv=None):
     ap.add_argument("--out", default=str(NOTEBOOKS / "executed"))
     ap.add_argument("--curves", nargs="+", metavar="METHOD",
                     help="instead of the notebooks: compute 05's budget curves of these methods, one after another")
+    ap.add_argument("--cells", nargs="+", type=parse_cell, metavar="METHOD[:RATIO]",
+                    help="instead of the notebooks: compute these cells of 05's budget curves, one after another "
+                         "(e.g. full omission:0.5; a method alone: its own budget)")
     a = ap.parse_args(argv)
     get(a.profile)  # refuses a GPU profile without a GPU, before any work
-    if a.curves:
+    if a.curves or a.cells:
         from .samplers import SAMPLERS
-        bad = [m for m in a.curves if m not in SAMPLERS and m != "reduce_epochs"]
+        bad = [m for m in (a.curves or [m for m, _ in a.cells]) if m not in SAMPLERS and m != "reduce_epochs"]
         if bad:
             raise SystemExit(f"unknown method(s) {bad}; known: reduce_epochs, {', '.join(SAMPLERS)}")
-        return curves(a.profile, a.curves, a.jobs)
+        return curves(a.profile, a.curves, a.jobs, cells=a.cells)
     import papermill as pm
     os.environ["DYNAPRUNE_JOBS"] = str(a.jobs)
     out = Path(a.out)

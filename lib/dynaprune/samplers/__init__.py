@@ -4,7 +4,7 @@
 
 Registry keys and where each method lives:
 - full (basic); random ([Omission]'s, per epoch), random_dynamic ([Raju]'s, per T_p), uncertainty_ema, epsilon_greedy, ucb (raju: [Raju]);
-  infobatch (infobatch: [InfoBatch]); omission, omission_batch, extra_forward_bernoulli,
+  infobatch (infobatch: [InfoBatch]); omission, omission_bc (ours: with bias correction), omission_batch, extra_forward_bernoulli,
   historical_replacement, historical_ranking (omission: [Omission]); es, eswp (evolved: [ES]);
   online_is, online_prune (online_is: [OnlineIS]); weighted_replacement, loss_is,
   selective_backprop, ordered_sgd, kakurenbo, el2n, forgetting (baselines).
@@ -34,7 +34,7 @@ from .seta import SeTa
 _CARDS = {**basic.METHODS, **raju.METHODS, **baselines.METHODS, **omission.METHODS, **infobatch.METHODS,
           **online_is.METHODS, **rs2.METHODS, **rho_loss.METHODS, **evolved.METHODS, **seta.METHODS, **ies.METHODS}
 _ORDER = ("full", "random", "uncertainty_ema", "epsilon_greedy", "ucb", "random_dynamic", "el2n", "forgetting", "omission",
-          "infobatch", "kakurenbo", "online_prune", "rs2", "rho_loss", "es", "eswp", "omission_batch",
+          "omission_bc", "infobatch", "kakurenbo", "online_prune", "rs2", "rho_loss", "es", "eswp", "omission_batch",
           "extra_forward_bernoulli", "weighted_replacement", "loss_is", "ordered_sgd", "historical_replacement",
           "historical_ranking", "selective_backprop", "online_is", "seta", "ies")
 METHODS: dict[str, Method] = {m: _CARDS[m] for m in (*_ORDER, *(m for m in _CARDS if m not in _ORDER))}

@@ -245,10 +245,22 @@ class HistoricalRanking(OmissionBatch):
         return pos, torch.ones(len(pos), dtype=torch.float64)
 
 
+class OmissionBC(Omission):
+    """`Omission` with our bias correction (ours; [Omission] is silent on S's start): S starts at 0 and is read as
+    S / (1 - beta1^t_i), never-visited samples at the visited mean (see the module's docstring). Its own row, so that
+    the claims about [Omission] test the paper's method (``bias_correction=False``, study v3's regime)."""
+
+    version = 1
+
+    def __init__(self, n, *, bias_correction: bool = True, **options):
+        super().__init__(n, bias_correction=bias_correction, **options)
+
+
 # ---------------------------------------------------------------------------------------------------- method cards
 
 METHODS = {
     "omission": Method(Omission, "Omission", "Omission", budget=keep),
+    "omission_bc": Method(OmissionBC, "Omission + bias correction (ours)", None, budget=keep),
     "omission_batch": Method(OmissionBatch, "Omission, batch-level", "Omission", budget=keep),
     "extra_forward_bernoulli": Method(ExtraForwardBernoulli, "extra-forward Bernoulli", "Omission", budget=keep),
     "historical_replacement": Method(HistoricalReplacement, "historical, with replacement", "Omission", budget=keep),
