@@ -53,6 +53,34 @@ def test_seconds_and_time_to_accuracy():
     assert math.isclose(report.seconds(w, {"forward": (0, 1e-3, 0), "step": (0, 3e-3, 0)}), 80 * 1e-3 + 320 * 3e-3)
 
 
+def test_a_curve_cell_costs_its_compute_over_full_trainings_and_reaches_the_target_when_its_accuracy_does():
+    """`report.curve_compute`: counts over full training's (means over seeds), priced at unit costs, and [RS2]'s
+    time-to-accuracy at 99% of full training's mean test accuracy: the compute spent by the first evaluated epoch at the
+    target, over full training's whole run, median over the seeds that reach it; a seed that never does is counted out."""
+    c = grids.fair_config("smoke", "full", epochs=4)
+    nan = float("nan")
+
+    def res(seed, accs, fwd, bp, sampler="full"):
+        recs = [dict(epoch=e, test_acc=a, wall=10.0 * (e + 1), forwarded=fwd, backpropagated=bp, cum_forwarded=fwd * (e + 1),
+                     cum_backpropagated=bp * (e + 1)) for e, a in enumerate(accs)]
+        return RunResult(c.replace(seed=seed, sampler=sampler), recs)
+    full = [res(0, [0.5, 0.7, 0.8, 0.90], 100, 100), res(1, [0.5, 0.7, 0.8, 0.92], 100, 100)]
+    # a method forwarding every sample and backpropagating half: reaches 0.99 x 0.91 = 0.9009 at epoch 3 on seed 0 only
+    half = [res(0, [0.5, nan, 0.91, 0.95], 100, 50, "random"), res(1, [0.5, 0.6, 0.7, 0.8], 100, 50, "random")]
+    curve = {("full", None): (0.1, None, full), ("random", 0.5): (0.1, None, half)}
+    units = {"forward": (0, 1.0, 0), "step": (0, 3.0, 0)}
+    t = report.curve_compute(curve, units=units).set_index("label")
+    assert math.isclose(t["target"].iloc[0], 0.99 * 0.91)
+    assert (t.loc["full", "forwards"], t.loc["full", "compute"], t.loc["full", "tta_reached"]) == (1.0, 1.0, 1)  # 0.90 < target
+    r = t.loc["random keep_ratio=0.5"]
+    assert (r["forwards"], r["backprops"], r["tta_reached"], r["seeds"], r["tta_epochs"]) == (1.0, 0.5, 1, 2, 3)
+    # full: 400 backprops x 3 per run; random: 200 x 3 + 200 eval forwards x 1 per run, by epoch 3: 150 x 3 + 150 x 1
+    assert math.isclose(r["compute"], (200 * 3 + 200) / 1200) and math.isclose(r["tta_compute"], (150 * 3 + 150) / 1200)
+    assert math.isnan(report.curve_compute(curve).set_index("label").loc["full", "compute"])       # counts only
+    with pytest.raises(ValueError, match="full training"):
+        report.curve_compute({("random", 0.5): curve[("random", 0.5)]})
+
+
 @pytest.mark.slow
 def test_unit_costs_and_epoch_seconds_are_measured(tmp_path, monkeypatch):
     monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path))

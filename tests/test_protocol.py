@@ -559,3 +559,47 @@ def test_a_collapse_outside_the_regime_makes_a_comparison_invalid_and_one_inside
     assert own["verdict"] == "did not hold" and own["p_value"] is not None
     assert own["collapses"].startswith("3 of 3 seeds of regime collapsed (divergence")
     assert report.compare(runs, "infobatch_lossless", "full", "full")["collapses"] is None
+
+
+def test_v3_runs_omission_as_written_and_our_bias_correction_as_its_own_row():
+    """[Omission] §3.2.1: S is an EMA "as in Adam" and the paper is silent on correcting its start, so study v3's regime
+    runs the paper's uncorrected S (a profile's ``regime_options``), and our bias correction is its own card with its own
+    name and cache key; the committed profile's runs keep the card's default (their configs, so their keys, unchanged)."""
+    from dynaprune import cache, grids, report
+    from dynaprune.samplers import card, make_sampler
+    v3 = grids.curve_config("v3", "omission", 0.5, seed=0, lr=0.1)
+    assert v3.options("sampler_options") == {"keep_ratio": 0.5, "bias_correction": False}
+    assert grids.curve_config("cpu", "omission", 0.5, seed=0, lr=0.1).options("sampler_options") == {"keep_ratio": 0.5}
+    bc = grids.curve_config("v3", "omission_bc", 0.5, seed=0, lr=0.1)
+    assert bc.options("sampler_options") == {"keep_ratio": 0.5} and cache.key(bc) != cache.key(v3.replace(sampler="omission_bc"))
+    assert make_sampler("omission_bc", 50, keep_ratio=0.5).tracker.bias_correction
+    assert not make_sampler("omission", 50, keep_ratio=0.5, bias_correction=False).tracker.bias_correction
+    assert "ours" in card("omission_bc").name and card("omission_bc").paper is None
+    assert ("omission_bc", 0.5) in grids.curve_cells("v3") and report.method_name("omission_bc") == card("omission_bc").name
+    # v3's setting: the papers' recipe (batch norm, augmentation), ten seeds disjoint from the tuning seed
+    c = grids.curve_config("v3", "full", None, seed=9, lr=0.1)
+    assert (c.options("model_options"), c.augment, c.epochs, c.warmup_epochs, c.val_size) == ({"bn": True}, True, 40, 4.0, 5000)
+    P = profiles.get("v3")
+    assert len(P["seeds"]) == 10 and not set(P["seeds"]) & set(P["curves"]["tuning_seeds"])
+
+
+def test_the_run_length_study_is_full_training_at_each_length_with_its_own_schedule():
+    """The evidence for a profile's run length: full training at each length of ``run_length``, each with its own
+    warm-up (10%) and cosine, at each rate, evaluated every epoch, under the fair protocol (a validation split)."""
+    from dynaprune import grids
+    R = profiles.get("v3")["run_length"]
+    cs = grids.run_length_configs("v3")
+    assert [(c.epochs, c.lr) for c in cs] == [(E, lr) for E in R["epochs"] for lr in R["lrs"]]
+    assert all(c.sampler == "full" and c.eval_every == 1 and c.warmup_epochs == 0.1 * c.epochs and c.val_size > 0
+               and c.seed == R["seed"] for c in cs)
+    assert profiles.get("v3")["base"]["epochs"] in R["epochs"] and grids.run_length_configs("cpu") == []
+
+
+def test_the_study_command_line_takes_cells_and_refuses_a_bad_one_before_any_work(capsys):
+    from dynaprune import study
+    assert study.parse_cell("omission:0.5") == ("omission", 0.5) and study.parse_cell("infobatch") == ("infobatch", None)
+    with pytest.raises(SystemExit):
+        study.main(["--profile", "smoke", "--cells", "omission:half"])
+    assert "METHOD or METHOD:KEEP_RATIO" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="unknown method"):
+        study.main(["--profile", "smoke", "--cells", "bogus:0.5"])

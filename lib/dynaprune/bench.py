@@ -2,6 +2,7 @@
 
     python -m dynaprune.bench [--only efficiency samplers mixture] [--sizes 50000 1280000] [--out build/bench.json]
     python -m dynaprune.bench --only curves --profile cpu     # on an idle machine: figures/bench_curve_times.json
+    python -m dynaprune.bench --only units --profile cpu      # on an idle machine: figures/bench_unit_costs.json
 
 Benchmark output never goes into the results cache (data/results/ holds runs and analyses only).
 
@@ -24,6 +25,7 @@ import torch
 from .samplers import SAMPLERS, card, make_sampler
 
 CURVE_TIMES = "bench_curve_times.json"    # the measured training times of 05's curves (`curve_times_path`)
+UNIT_COSTS = "bench_unit_costs.json"      # the measured unit costs of the curves' setting (`unit_costs_path`)
 
 
 def curve_times_path(profile: str):
@@ -33,6 +35,12 @@ def curve_times_path(profile: str):
     from .profiles import COMMITTED
     from .report import ROOT
     return ROOT / "figures" / ("" if profile == COMMITTED else profile) / CURVE_TIMES
+
+
+def unit_costs_path(profile: str):
+    """Where ``--only units`` writes and notebook 05 reads the unit costs of the curves' setting (`unit_costs`), beside
+    the curves' times (`curve_times_path`)."""
+    return curve_times_path(profile).with_name(UNIT_COSTS)
 
 
 def _stats(n, C=10, seed=0):
@@ -339,7 +347,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="sampler and mixture benchmarks")
     ap.add_argument("--sizes", type=int, nargs="*", default=[50_000, 1_280_000])
     ap.add_argument("--out", default=None)
-    ap.add_argument("--only", nargs="*", choices=["efficiency", "overheads", "samplers", "mixture", "curves", "evalbatch"],
+    ap.add_argument("--only", nargs="*", choices=["efficiency", "overheads", "samplers", "mixture", "curves", "evalbatch", "units"],
                     default=["efficiency", "overheads", "samplers", "mixture"])
     ap.add_argument("--profile", default="cpu", help="setting of the efficiency benchmark")
     ap.add_argument("--epochs", type=int, default=5, help="epochs per run of the efficiency benchmark (ES and KAKURENBO reach keep 0.5 from 5)")
@@ -385,6 +393,19 @@ def main(argv=None):
             lo, med, hi = d["per_epoch"]
             print(f"{label}: {med:.2f} s per epoch (min {lo:.2f}, max {hi:.2f}) x {d['run_length']:g} epochs")
         print(f"written to {out}")
+    if "units" in a.only:      # not in the default set: run it on an otherwise idle machine
+        from .grids import curve_config
+        from .profiles import get
+        config = curve_config(a.profile, "full", None, seed=0, lr=get(a.profile)["base"]["lr"])
+        units = unit_costs(config, repeats=max(a.repeats, 5))
+        out = unit_costs_path(a.profile)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(dict(profile=a.profile, machine=platform.processor() or platform.machine(),
+                                       threads=torch.get_num_threads(), repeats=max(a.repeats, 5),
+                                       date=time.strftime("%Y-%m-%d"), units=units), indent=1))
+        print(f"unit costs of {a.profile}'s curves, microseconds per sample, median (min, max): "
+              + ", ".join(f"{k} {v[1] * 1e6:.1f} ({v[0] * 1e6:.1f}, {v[2] * 1e6:.1f})" for k, v in units.items())
+              + f"; written to {out}")
     if a.out:
         with open(a.out, "w") as f:
             json.dump(dict(efficiency=eff, overheads=ovh, samplers=rows, mixture_seconds=mix, threads=torch.get_num_threads()), f, indent=1)

@@ -78,7 +78,7 @@ PROFILES = {
         side_tuning=dict(grid=[0.025, 0.05, 0.1, 0.2], extend=1, tuning_seeds=[100]),
         # the field since the five papers joins 05's single-budget comparison with the study's recompute (its runs
         # are not in the committed cache yet); smoke and quick run them
-        wide_skip=("rs2", "seta", "ies", "rho_loss"),
+        wide_skip=("rs2", "seta", "ies", "rho_loss", "omission_bc"),
         sweep_epochs=10, variance_n=5000, toy_epochs=(1, 20, 100),
         selection_epochs=10, per_class=1000, noise_rates=[0.4], image_size=96, image_epochs=100,
         el2n_models=4, el2n_epochs=5,       # scaled: 10 x 20 CNN epochs would be 10 runs of the study

@@ -426,6 +426,38 @@ def time_to_accuracy(result, target: float) -> dict | None:
     return None
 
 
+def curve_compute(curve: dict, units: dict | None = None, target_frac: float = 0.99) -> pd.DataFrame:
+    """Per cell of budget curves (`tuning.tune_then_evaluate`'s output, with the ("full", None) cell): its compute and
+    [RS2]'s time-to-accuracy. ``forwards`` / ``backprops``: `compute`'s counts (static models included) over full
+    training's, means over seeds; with a setting's ``units`` (`bench.unit_costs`), ``compute``: the run's compute priced
+    at them over full training's, and ``tta_compute``: the compute spent when the run first reaches ``target_frac`` of
+    full training's mean test accuracy, over full training's whole run (median over the seeds that reach it; NaN when
+    none does); ``tta_epochs``: the epochs trained by then (median); ``tta_reached``: the seeds that reach it, of ``seeds``. Priced compute,
+    not the runs' wall clocks (they shared the machine); a run evaluated only at its end answers there or not at all."""
+    if ("full", None) not in curve:
+        raise ValueError("curve_compute needs full training's cell, ('full', None), for its references")
+    target = target_frac * float(np.mean([r.final["test_acc"] for r in curve[("full", None)][2]]))
+    price = (lambda w: seconds(w, units)) if units else (lambda w: np.nan)
+    rows = []
+    for (method, ratio), (_, _, results) in curve.items():
+        for res in results:
+            w, t = compute(res), time_to_accuracy(res, target)
+            tw = None if t is None else dict(backprops=t["backprops"], eval_forwards=t["forwards"] - t["backprops"])
+            rows.append(dict(label=method if ratio is None else f"{method} keep_ratio={ratio}", method=method,
+                             keep_ratio=ratio, seed=res.config.seed, forwards=w["forwards"], backprops=w["backprops"],
+                             cost=price(w), tta_epochs=np.nan if t is None else t["epoch"] + 1,
+                             tta_cost=np.nan if t is None else price(tw)))
+    runs = pd.DataFrame(rows)
+    ref = runs[runs["method"] == "full"][["forwards", "backprops", "cost"]].mean()
+    out = runs.groupby("label", sort=False).agg(
+        method=("method", "first"), keep_ratio=("keep_ratio", "first"), forwards=("forwards", "mean"),
+        backprops=("backprops", "mean"), compute=("cost", "mean"), tta_epochs=("tta_epochs", "median"),
+        tta_compute=("tta_cost", "median"), tta_reached=("tta_epochs", "count"), seeds=("seed", "nunique"))
+    for col, r in (("forwards", "forwards"), ("backprops", "backprops"), ("compute", "cost"), ("tta_compute", "cost")):
+        out[col] = out[col] / ref[r]
+    return out.reset_index().assign(target=target)
+
+
 def device_of(df: pd.DataFrame) -> str:
     """The device(s) the runs behind ``df`` used, for figure stamps."""
     if df.empty or "device_used" not in df:
