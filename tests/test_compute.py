@@ -189,3 +189,21 @@ def test_the_interventions_resume_bit_identically():
     b = make_sampler("ucb", n, **kw)
     b.load_state_dict(a.state_dict())
     assert all(torch.equal(epoch(a, e), epoch(b, e)) for e in range(3, 8))
+
+
+def test_the_raju_schedule_study_runs_each_arm_in_the_papers_schedule_with_the_recipes_network():
+    """v3's [Raju] schedule study: UCB and random dynamic pruning at each ratio, and UCB with each intervention (ours),
+    every arm on the same seeds in [Raju] §4's schedule (20 checkpoints as long as the paper's, step decay by 5, no
+    warm-up), with batch norm and augmentation; evaluated once per checkpoint."""
+    R = grids.raju_schedule_runs("v3")
+    S = __import__("dynaprune.profiles", fromlist=["get"]).get("v3")["raju_schedule"]
+    assert set(R) == {(m, r, i) for r in S["ratios"] for m, i in [("ucb", None), ("random_dynamic", None)]
+                      + [("ucb", x) for x in S["interventions"]]}
+    for (m, r, i), cs in R.items():
+        assert [c.seed for c in cs] == S["seeds"] and all(c.sampler == m and c.lr == S["lr"] for c in cs)
+        c = cs[0]
+        o = c.options("sampler_options")
+        assert (c.schedule, c.gamma, c.warmup_epochs, c.epochs, c.eval_every) == ("multistep", 0.2, 0.0, 20 * o["period"], o["period"])
+        assert (c.options("model_options"), c.augment, o["keep_ratio"]) == ({"bn": True}, True, r)
+        assert set(o) - {"keep_ratio", "period"} == set(grids.RAJU_INTERVENTIONS.get(i, {}))
+    assert grids.raju_schedule_runs("cpu") == {}

@@ -581,6 +581,9 @@ def test_v3_runs_omission_as_written_and_our_bias_correction_as_its_own_row():
     assert (c.options("model_options"), c.augment, c.epochs, c.warmup_epochs, c.val_size) == ({"bn": True}, True, 40, 4.0, 5000)
     P = profiles.get("v3")
     assert len(P["seeds"]) == 10 and not set(P["seeds"]) & set(P["curves"]["tuning_seeds"])
+    # its side studies keep the committed study's side setting (its runs stay valid), except [Omission] as written
+    same = lambda m, o: cache.key(grids.side_config("cpu", "06", m, o, seed=1)) == cache.key(grids.side_config("v3", "06", m, o, seed=1))
+    assert same("ucb", {"keep_ratio": 0.3}) and same("full", {}) and not same("omission", {"keep_ratio": 0.3})
 
 
 def test_the_run_length_study_is_full_training_at_each_length_with_its_own_schedule():

@@ -153,7 +153,9 @@ def side_config(profile: str, notebook: str, method: str = "full", options: dict
     if side_protocol(profile, notebook) == "earlier":
         return side_base(profile, **overrides).replace(sampler=method, sampler_options=options, seed=seed,
                                                        **({} if lr is None else {"lr": float(lr)}))
-    c = fair_config(profile, method, keep_ratio=options.get("keep_ratio"), seed=seed, lr=lr, **{**P["side"], **overrides})
+    side = {**P["side"], **overrides}
+    side_lr = side.pop("lr", None)          # a side setting's own default rate (v3's: the committed study's)
+    c = fair_config(profile, method, keep_ratio=options.get("keep_ratio"), seed=seed, lr=side_lr if lr is None else lr, **side)
     filled = c.options("sampler_options")
     if "period" in options and int(options["period"]) != int(filled.get("period", options["period"])):
         filled.pop("checkpoints_per_epoch", None)   # [Raju]'s sub-epoch checkpoints need period 1: a given T_p replaces them
@@ -247,7 +249,21 @@ def raju_schedule_config(profile: str, method: str, keep_ratio: float, seed: int
     s = own_schedule(len(train_indices(base)), base.batch_size)
     opts = {"keep_ratio": float(keep_ratio), "period": s["period"], **RAJU_INTERVENTIONS.get(intervention, {})}
     return base.replace(sampler=method, sampler_options=opts, epochs=s["epochs"], schedule="multistep",
-                        milestones=s["milestones"], gamma=s["gamma"], warmup_epochs=0.0)
+                        milestones=s["milestones"], gamma=s["gamma"], warmup_epochs=0.0, eval_every=s["period"])
+
+
+def raju_schedule_runs(profile: str) -> dict:
+    """The runs of a profile's [Raju] schedule study (``raju_schedule``: `raju_schedule_config` at each of its ``ratios``
+    for each of its ``methods``, and UCB with each of its ``interventions``, on its ``seeds`` at its ``lr``, with its
+    ``overrides`` of the side setting): {(method, keep_ratio, intervention or None): [config per seed]}; empty for a
+    profile without one."""
+    from .profiles import get
+    R = get(profile, check_device=False).get("raju_schedule")
+    if not R:
+        return {}
+    arms = [(m, None) for m in R["methods"]] + [("ucb", i) for i in R["interventions"]]
+    return {(m, float(r), i): [raju_schedule_config(profile, m, r, seed=s, lr=R["lr"], intervention=i, **R["overrides"])
+                               for s in R["seeds"]] for r in R["ratios"] for m, i in arms}
 
 
 def es_table5(rho) -> dict:

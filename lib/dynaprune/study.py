@@ -200,11 +200,24 @@ def main(argv=None):
     ap.add_argument("--out", default=str(NOTEBOOKS / "executed"))
     ap.add_argument("--curves", nargs="+", metavar="METHOD",
                     help="instead of the notebooks: compute 05's budget curves of these methods, one after another")
+    ap.add_argument("--raju-schedule", action="store_true",
+                    help="instead of the notebooks: compute the profile's [Raju] schedule study (grids.raju_schedule_runs), "
+                         "seed by seed")
     ap.add_argument("--cells", nargs="+", type=parse_cell, metavar="METHOD[:RATIO]",
                     help="instead of the notebooks: compute these cells of 05's budget curves, one after another "
                          "(e.g. full omission:0.5; a method alone: its own budget)")
     a = ap.parse_args(argv)
     get(a.profile)  # refuses a GPU profile without a GPU, before any work
+    if a.raju_schedule:
+        from .grids import raju_schedule_runs
+        arms = raju_schedule_runs(a.profile)
+        if not arms:
+            raise SystemExit(f"profile {a.profile!r} has no raju_schedule study")
+        for i in range(max(len(cs) for cs in arms.values())):      # seed by seed: every arm gains a seed at a time
+            t0 = time.time()
+            runs([cs[i] for cs in arms.values() if i < len(cs)], jobs=a.jobs)
+            print(f"[raju-schedule] seed {i + 1} of every arm done in {time.time() - t0:.0f} s", flush=True)
+        return None
     if a.curves or a.cells:
         from .samplers import SAMPLERS
         bad = [m for m in (a.curves or [m for m, _ in a.cells]) if m not in SAMPLERS and m != "reduce_epochs"]
