@@ -207,3 +207,5 @@ def test_the_raju_schedule_study_runs_each_arm_in_the_papers_schedule_with_the_r
         assert (c.options("model_options"), c.augment, o["keep_ratio"]) == ({"bn": True}, True, r)
         assert set(o) - {"keep_ratio", "period"} == set(grids.RAJU_INTERVENTIONS.get(i, {}))
     assert grids.raju_schedule_runs("cpu") == {}
+    smoke = next(iter(grids.raju_schedule_runs("smoke").values()))[0]      # the seconds-long stand-in: T_p given
+    assert (smoke.epochs, smoke.options("sampler_options")["period"], smoke.milestones) == (20, 1, (6.0, 12.0, 16.0))

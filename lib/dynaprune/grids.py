@@ -236,17 +236,18 @@ RAJU_INTERVENTIONS = {          # ours: each locates one candidate cause of clas
 
 
 def raju_schedule_config(profile: str, method: str, keep_ratio: float, seed: int = 0, lr: float | None = None,
-                         intervention: str | None = None, **overrides):
+                         intervention: str | None = None, period: int | None = None, **overrides):
     """A run of [Raju]'s selectors in [Raju]'s own schedule (the study v3 side study of class cycling): the side setting
     under the fair protocol's validation split and drop_last, with `samplers.raju.own_schedule` (checkpoints as long as
     the paper's in steps, 20 per run, step decay by 5 at 30 / 60 / 80%, no warm-up; SGD momentum is Nesterov in the
-    engine) in place of the shared cosine recipe. ``intervention``: one of `RAJU_INTERVENTIONS` (ours), or None."""
+    engine) in place of the shared cosine recipe. ``intervention``: one of `RAJU_INTERVENTIONS` (ours), or None.
+    ``period``: a T_p other than the paper's length (the smoke profile's stand-in)."""
     if intervention is not None and intervention not in RAJU_INTERVENTIONS:
         raise ValueError(f"unknown intervention {intervention!r}; known: {', '.join(RAJU_INTERVENTIONS)}")
     from .samplers.raju import own_schedule
     from .train import train_indices
     base = side_config(profile, "06", "full", seed=seed, lr=lr, **overrides)
-    s = own_schedule(len(train_indices(base)), base.batch_size)
+    s = own_schedule(len(train_indices(base)), base.batch_size, period)
     opts = {"keep_ratio": float(keep_ratio), "period": s["period"], **RAJU_INTERVENTIONS.get(intervention, {})}
     return base.replace(sampler=method, sampler_options=opts, epochs=s["epochs"], schedule="multistep",
                         milestones=s["milestones"], gamma=s["gamma"], warmup_epochs=0.0, eval_every=s["period"])
@@ -255,14 +256,15 @@ def raju_schedule_config(profile: str, method: str, keep_ratio: float, seed: int
 def raju_schedule_runs(profile: str) -> dict:
     """The runs of a profile's [Raju] schedule study (``raju_schedule``: `raju_schedule_config` at each of its ``ratios``
     for each of its ``methods``, and UCB with each of its ``interventions``, on its ``seeds`` at its ``lr``, with its
-    ``overrides`` of the side setting): {(method, keep_ratio, intervention or None): [config per seed]}; empty for a
-    profile without one."""
+    ``overrides`` of the side setting, and its ``period`` where it sets one): {(method, keep_ratio, intervention or None):
+    [config per seed]}; empty for a profile without one."""
     from .profiles import get
     R = get(profile, check_device=False).get("raju_schedule")
     if not R:
         return {}
     arms = [(m, None) for m in R["methods"]] + [("ucb", i) for i in R["interventions"]]
-    return {(m, float(r), i): [raju_schedule_config(profile, m, r, seed=s, lr=R["lr"], intervention=i, **R["overrides"])
+    return {(m, float(r), i): [raju_schedule_config(profile, m, r, seed=s, lr=R["lr"], intervention=i,
+                                                    period=R.get("period"), **R["overrides"])
                                for s in R["seeds"]] for r in R["ratios"] for m, i in arms}
 
 

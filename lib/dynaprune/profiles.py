@@ -46,6 +46,9 @@ PROFILES = {
         seeds=[0], ratios=[0.5], sweep_epochs=4, variance_n=300, toy_epochs=(1, 2, 3),
         wide_skip=("rho_loss",),   # no held-out split outside the training set (MNIST-1D, no train_subset)
         selection_epochs=4, per_class=60, noise_rates=[0.4], image_size=16, image_epochs=2,
+        # [Raju]'s schedule study in seconds: T_p = 1 epoch (not the paper's length), 20 checkpoints, one seed
+        raju_schedule=dict(ratios=[0.3], seeds=[0], lr=0.05, methods=["ucb", "random_dynamic"],
+                           interventions=["class_balanced", "init_scores", "warmup"], overrides={}, period=1),
         el2n_models=2, el2n_epochs=2, fair=dict(val_size=300),
         curves=dict(methods=["full", "reduce_epochs", "random", "omission", "infobatch", "rs2", "seta", "ies"],
                     ratios=[0.3, 0.5],

@@ -261,13 +261,15 @@ CHECKPOINTS = 20          # [Raju] §4: 200 epochs with T_p = 10, i.e. 20 checkp
 PAPER_SCHEDULE = dict(n=50_000, batch_size=128, period=10, epochs=200, milestones=(0.3, 0.6, 0.8), gamma=0.2)
 
 
-def own_schedule(n: int, batch_size: int) -> dict:
+def own_schedule(n: int, batch_size: int, period: int | None = None) -> dict:
     """[Raju]'s schedule for a training set of ``n`` samples in batches of ``batch_size``: checkpoints as long as the
     paper's in steps (T_p = 10 epochs of CIFAR-10 at batch 128 is 10 x 50,000 / 128 steps of data; at keep ratio rho
     both sides backpropagate rho of it, so the period in epochs does not depend on rho), 20 of them per run, step decay
-    by 5 at 30 / 60 / 80% of the run. Returns dict(period, epochs, milestones, gamma)."""
+    by 5 at 30 / 60 / 80% of the run. ``period``: this T_p instead (the smoke profile's seconds-long stand-in, not the
+    paper's length). Returns dict(period, epochs, milestones, gamma)."""
     p = PAPER_SCHEDULE
-    period = max(1, round(p["period"] * p["n"] / p["batch_size"] * batch_size / n))
+    if period is None:
+        period = max(1, round(p["period"] * p["n"] / p["batch_size"] * batch_size / n))
     epochs = CHECKPOINTS * period
     return dict(period=period, epochs=epochs, milestones=tuple(m * epochs for m in p["milestones"]), gamma=p["gamma"])
 
