@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from dynaprune import cache, profiles, study
+from dynaprune import cache, grids, profiles, study
 from dynaprune.train import RunConfig
 
 TINY = dict(dataset="toy2d", model="mlp", model_options={"hidden": [8]}, epochs=2, batch_size=64)
@@ -71,3 +71,26 @@ def test_curves_refuse_an_unknown_method_before_any_run(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="unknown method"):
         study.main(["--profile", "smoke", "--curves", "omission", "no_such_method"])
     assert not list(tmp_path.iterdir())
+
+
+def test_ledger_counts_what_the_cache_holds(tmp_path, monkeypatch):
+    """The ledger of a long computation reads the cache only: before any run every cell misses its whole
+    unextended grid (on the tuning seeds) plus its evaluation seeds; after full training's cell is computed, that
+    cell holds exactly the runs `curve_results` made (its extensions included), misses none, and its hours are the
+    runs' measured wall clocks."""
+    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path))
+    P = profiles.get("smoke")
+    C = P["curves"]
+    per_cell = len(C["grid"]) * len(C["tuning_seeds"]) + len(P["seeds"])
+    t = study.ledger("smoke")
+    cur = t[t.part == "curves"]
+    assert (cur.held == 0).all() and (cur.missing == per_cell).all() and (cur.hours == 0).all()
+    assert not list(tmp_path.glob("*.json"))                     # trained nothing
+    arms = t[t.part == "raju_schedule"]
+    assert len(arms) == 2 * len(P["raju_schedule"]["ratios"]) + 3 and (arms.missing == len(P["raju_schedule"]["seeds"])).all()
+    (lr, table, evals), = study.curve_results("smoke", cells=[("full", None)]).values()
+    full = study.ledger("smoke").set_index(["part", "cell"]).loc[("curves", "full:own")]
+    assert full.missing == 0 and full.held == len(table) * len(C["tuning_seeds"]) + len(P["seeds"])
+    tuned = [cache.load(grids.curve_config("smoke", "full", None, s, x)) for x in table.lr for s in C["tuning_seeds"]]
+    walls = [r.records[-1]["wall"] for r in tuned + evals]
+    assert full.hours == pytest.approx(sum(walls) / 3600) and full.hours > 0

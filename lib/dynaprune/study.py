@@ -2,6 +2,7 @@
 
     python -m dynaprune.study --profile smoke|quick|cpu|gpu [--only NAME ...] [--jobs N]
     python -m dynaprune.study --curves ucb es [--jobs N]    # compute 05's budget curves of these methods ahead
+    python -m dynaprune.study --profile v3 --ledger          # where a long computation stands (cache only)
 
 
 runs `notebooks/NN_*.ipynb` in order with the profile as a parameter, writing executed copies to
@@ -156,6 +157,70 @@ def side_lrs(profile: str, notebook: str, cells: dict, jobs: int | None = None) 
     return {m: (lr, table) for m, (lr, table, _) in out.items()}
 
 
+def _wall_h(result) -> float:
+    """A cached run's measured wall clock in hours (its last record's ``wall``, static scoring included)."""
+    return float(result.records[-1].get("wall", float("nan"))) / 3600 if result.records else float("nan")
+
+
+def ledger(profile: str):
+    """Where a long background computation stands (the study v3 issue's measured compute): one row per part of the
+    profile's study: each cell of the budget curves (the claims' cells flagged), full training's run-length study and
+    each arm of the [Raju] schedule study, with the runs the cache holds, the runs still missing and the measured wall
+    hours of those held. A curve cell's tuning runs are looked up on every rate its grid can grow to (``extend`` steps
+    past either edge), its evaluation runs at the rate the held tuning runs choose (`tuning.choose_lr`; "missing"
+    counts the evaluation seeds plus the unrun rates of the unextended grid; an extension it may still need is not
+    counted); for a claim's cell with its rate chosen, its learning-rate robustness runs (`lr_robustness_runs`). ``est_h``: missing runs at the cell's own mean held run time (NaN where it holds none). Reads the cache
+    only; trains nothing. The budget-matched controls of own-budget methods are cells of their own once their share
+    is measured (not listed before)."""
+    import numpy as np
+    import pandas as pd
+    from . import grids, tuning
+    from .profiles import get
+    P = get(profile, check_device=False)
+    C = P.get("curves")
+    rows = []
+
+    def row(part, cell, held, missing, claim=False):
+        h = [_wall_h(r) for r in held]
+        mean = float(np.mean(h)) if h else float("nan")
+        rows.append(dict(part=part, cell=cell, claim=claim, held=len(held), missing=missing, hours=float(np.nansum(h)),
+                         est_h=missing * mean if missing else 0.0))
+
+    if C:
+        cells = grids.curve_cells(profile)
+        claim = set(claim_cells(profile, {c: None for c in cells}))
+        base = tuning.lr_grid(1.0, C["grid"])
+        wide = list(base)
+        for _ in range(int(C.get("extend", 0))):
+            wide = [float(f"{wide[0] * wide[0] / wide[1]:.6g}")] + wide + [float(f"{wide[-1] * wide[-1] / wide[-2]:.6g}")]
+        for cell in cells:
+            tune = {(lr, s): cache.load(grids.curve_config(profile, *cell, s, lr)) for lr in wide for s in C["tuning_seeds"]}
+            held = [r for r in tune.values() if r is not None]
+            lrs = [lr for lr in wide if all(tune[(lr, s)] is not None for s in C["tuning_seeds"])]
+            unrun = sum(1 for lr in base for s in C["tuning_seeds"] if tune[(lr, s)] is None)
+            evals = []
+            if not unrun and lrs:
+                lr = tuning.choose_lr([tune[(x, s)] for x in lrs for s in C["tuning_seeds"]])[0]
+                evals = [cache.load(grids.curve_config(profile, *cell, s, lr)) for s in P["seeds"]]
+            got = [r for r in evals if r is not None]
+            name = f"{cell[0]}:{'own' if cell[1] is None else cell[1]}"
+            row("curves", name, held + got, unrun + len(P["seeds"]) - len(got), cell in claim)
+            if cell in claim and evals:      # `lr_robustness_runs`: the tied rates and the shared default rate
+                table = tuning.choose_lr([tune[(x, s)] for x in lrs for s in C["tuning_seeds"]])[1]
+                others = [x for x in dict.fromkeys(tuning.tied_lrs(table, P["fair"]["val_size"]) + [float(P["base"]["lr"])])
+                          if x != lr]
+                rob = [cache.load(grids.curve_config(profile, *cell, s, x)) for x in others for s in P["seeds"]]
+                row("lr_robustness", name + " at " + ", ".join(f"{x:g}" for x in others),
+                    [r for r in rob if r is not None], sum(r is None for r in rob), True)
+    rl = [cache.load(c) for c in grids.run_length_configs(profile)]
+    if rl:
+        row("run_length", "full", [r for r in rl if r is not None], sum(r is None for r in rl))
+    for (m, r, i), cs in grids.raju_schedule_runs(profile).items():
+        got = [cache.load(c) for c in cs]
+        row("raju_schedule", f"{m}:{r}" + (f"+{i}" if i else ""), [x for x in got if x is not None], sum(x is None for x in got))
+    return pd.DataFrame(rows)
+
+
 def parse_cell(text: str) -> tuple:
     """A curve cell from the command line: ``method:keep_ratio``, or ``method`` alone (its own budget)."""
     m, _, r = text.partition(":")
@@ -206,7 +271,19 @@ def main(argv=None):
     ap.add_argument("--cells", nargs="+", type=parse_cell, metavar="METHOD[:RATIO]",
                     help="instead of the notebooks: compute these cells of 05's budget curves, one after another "
                          "(e.g. full omission:0.5; a method alone: its own budget)")
+    ap.add_argument("--ledger", action="store_true",
+                    help="instead of the notebooks: print where the profile's study stands in the cache (runs held and "
+                         "missing per cell, measured hours; `ledger`) and train nothing")
     a = ap.parse_args(argv)
+    if a.ledger:
+        import pandas as pd
+        t = ledger(a.profile)
+        with pd.option_context("display.width", 200, "display.max_rows", None):
+            print(t.to_string(index=False, float_format="%.2f"))
+        tot = t.groupby("part")[["held", "missing", "hours", "est_h"]].sum()
+        tot.loc["all"] = tot.sum()
+        print(tot.to_string(float_format="%.2f"))
+        return None
     get(a.profile)  # refuses a GPU profile without a GPU, before any work
     if a.raju_schedule:
         from .grids import raju_schedule_runs
