@@ -94,3 +94,17 @@ def test_ledger_counts_what_the_cache_holds(tmp_path, monkeypatch):
     tuned = [cache.load(grids.curve_config("smoke", "full", None, s, x)) for x in table.lr for s in C["tuning_seeds"]]
     walls = [r.records[-1]["wall"] for r in tuned + evals]
     assert full.hours == pytest.approx(sum(walls) / 3600) and full.hours > 0
+
+
+def test_claims_flag_computes_the_claims_cells_in_their_order(monkeypatch, capsys):
+    """``--claims`` hands `curves` exactly `claim_cells` of the profile's curves (each claim's two arms at each
+    keep ratio its paper makes it at, in the claims' order, no cell twice) and trains nothing else."""
+    seen = {}
+    monkeypatch.setattr(study, "curves", lambda profile, methods, jobs, cells=None: seen.update(p=profile, m=methods, c=cells))
+    study.main(["--profile", "smoke", "--claims"])
+    from dynaprune.claims import CLAIMS
+    cells = grids.curve_cells("smoke")
+    want = [(m, r) for c in CLAIMS.values() for r in c.keep_ratios if all((x, r) in cells for x in c.curve)
+            for m in c.curve]
+    assert seen["p"] == "smoke" and not seen["m"] and seen["c"] == list(dict.fromkeys(want)) and ("full", None) in seen["c"]
+    assert "[claims]" in capsys.readouterr().out

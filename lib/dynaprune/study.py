@@ -2,6 +2,7 @@
 
     python -m dynaprune.study --profile smoke|quick|cpu|gpu [--only NAME ...] [--jobs N]
     python -m dynaprune.study --curves ucb es [--jobs N]    # compute 05's budget curves of these methods ahead
+    python -m dynaprune.study --profile v3 --claims [--jobs N]   # the claims' cells first (a long computation's order)
     python -m dynaprune.study --profile v3 --ledger          # where a long computation stands (cache only)
 
 
@@ -271,6 +272,10 @@ def main(argv=None):
     ap.add_argument("--cells", nargs="+", type=parse_cell, metavar="METHOD[:RATIO]",
                     help="instead of the notebooks: compute these cells of 05's budget curves, one after another "
                          "(e.g. full omission:0.5; a method alone: its own budget)")
+    ap.add_argument("--claims", action="store_true",
+                    help="instead of the notebooks: compute the cells of 05's budget curves that the papers' claims are "
+                         "tested on (claim_cells, in the claims' order, each with its budget-matched controls), one "
+                         "after another; resumes from the cache")
     ap.add_argument("--ledger", action="store_true",
                     help="instead of the notebooks: print where the profile's study stands in the cache (runs held and "
                          "missing per cell, measured hours; `ledger`) and train nothing")
@@ -295,6 +300,10 @@ def main(argv=None):
             runs([cs[i] for cs in arms.values() if i < len(cs)], jobs=a.jobs)
             print(f"[raju-schedule] seed {i + 1} of every arm done in {time.time() - t0:.0f} s", flush=True)
         return None
+    if a.claims:
+        from .grids import curve_cells
+        a.cells = claim_cells(a.profile, dict.fromkeys(curve_cells(a.profile)))
+        print(f"[claims] {len(a.cells)} cells: {' '.join(f'{m}:{r}' if r is not None else m for m, r in a.cells)}", flush=True)
     if a.curves or a.cells:
         from .samplers import SAMPLERS
         bad = [m for m in (a.curves or [m for m, _ in a.cells]) if m not in SAMPLERS and m != "reduce_epochs"]
