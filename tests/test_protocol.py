@@ -606,3 +606,33 @@ def test_the_study_command_line_takes_cells_and_refuses_a_bad_one_before_any_wor
     assert "METHOD or METHOD:KEEP_RATIO" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="unknown method"):
         study.main(["--profile", "smoke", "--cells", "bogus:0.5"])
+
+
+def test_a_raju_claim_that_fails_here_but_not_in_its_own_schedule_names_the_setting(tmp_path, monkeypatch):
+    """The study v3 rule: "A [Raju] verdict reads 'did not hold' only if UCB fails in its own schedule too; otherwise
+    the verdict names the setting it fails in." The curve row at keep ratio 0.2 fails while the own-schedule row at 0.2
+    holds: it reads "did not hold in this setting". At 0.3 both fail: "did not hold (also in [Raju]'s own schedule)".
+    A row of another paper, or without an own-schedule row at its ratio, is left as it is."""
+    from dynaprune import claims, readme, report
+    from dynaprune.grids import OWN_SCHEDULE
+    lo, hi = [0.880, 0.884, 0.887, 0.881, 0.885], [0.901, 0.904, 0.902, 0.905, 0.900]
+    t = lambda key, a, b, cond: claims.test(key, a, b, seeds=range(5), condition=cond)
+    curve = [t("ucb_vs_random_dynamic", lo, hi, f"keep_ratio={r}, lr chosen per method on validation") for r in (0.2, 0.3, 0.5)]
+    other = t("omission_vs_random", lo, hi, "keep_ratio=0.2")
+    own = [t("ucb_vs_random_dynamic", hi, lo, f"keep_ratio=0.2, {OWN_SCHEDULE} (T_p = 3 epochs)"),
+           t("ucb_vs_random_dynamic", lo, hi, f"keep_ratio=0.3, {OWN_SCHEDULE} (T_p = 3 epochs)")]
+    assert all(v["verdict"] == "did not hold" for v in curve + [other, own[1]]) and own[0]["verdict"] == "held"
+    monkeypatch.setenv("DYNAPRUNE_FIGURES", str(tmp_path))
+    report.key_numbers("05_x", profile="smoke", device="cpu", verdicts=curve + [other])
+    report.key_numbers("06_x", profile="smoke", device="cpu", verdicts=own)
+    lines = [l for l in readme.verdict_table(tmp_path).splitlines() if l.startswith("| ")][1:]
+    cond = lambda l: re.split(r"(?<!\\)\|", l)[4]
+    first = lambda l: re.split(r"(?<!\\)\|", l)[1].strip()
+    by = {(("own" if OWN_SCHEDULE in cond(l) else "here"), re.findall(r"keep_ratio=([0-9.]+)", cond(l))[0],
+           "omission" if "Omission" in cond(l) else "raju"): first(l) for l in lines}
+    assert by[("here", "0.2", "raju")] == f"did not hold in this setting; in {OWN_SCHEDULE}: held"
+    assert by[("here", "0.3", "raju")] == f"did not hold (also in {OWN_SCHEDULE})"
+    assert by[("here", "0.5", "raju")] == "did not hold" == by[("here", "0.2", "omission")]
+    assert by[("own", "0.2", "raju")] == "held" and by[("own", "0.3", "raju")] == "did not hold"
+    assert "2 [Raju] row(s) that did not hold here" in readme.verdict_table(tmp_path) and "1 of them did not fail there" \
+        in readme.verdict_table(tmp_path)

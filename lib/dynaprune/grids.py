@@ -235,6 +235,11 @@ RAJU_INTERVENTIONS = {          # ours: each locates one candidate cause of clas
 }
 
 
+# how a verdict row names [Raju]'s own schedule in its condition (notebook 06); the README's verdict table reads a [Raju]
+# claim that did not hold elsewhere against the same claim in it (`readme.verdict_rows`: the study v3 verdict rule)
+OWN_SCHEDULE = "[Raju]'s own schedule"
+
+
 def raju_schedule_config(profile: str, method: str, keep_ratio: float, seed: int = 0, lr: float | None = None,
                          intervention: str | None = None, period: int | None = None, **overrides):
     """A run of [Raju]'s selectors in [Raju]'s own schedule (the study v3 side study of class cycling): the side setting
