@@ -2,6 +2,9 @@
 counts against the engine's own runs), their cost in seconds at measured unit costs, and [RS2]'s time-to-accuracy."""
 import math
 
+import numpy as np
+import pandas as pd
+
 import pytest
 
 from dynaprune import bench, grids, report
@@ -209,3 +212,18 @@ def test_the_raju_schedule_study_runs_each_arm_in_the_papers_schedule_with_the_r
     assert grids.raju_schedule_runs("cpu") == {}
     smoke = next(iter(grids.raju_schedule_runs("smoke").values()))[0]      # the seconds-long stand-in: T_p given
     assert (smoke.epochs, smoke.options("sampler_options")["period"], smoke.milestones) == (20, 1, (6.0, 12.0, 16.0))
+
+
+def test_the_run_length_table_counts_a_gain_only_beyond_two_runs_noise():
+    """A longer run's validation gain over the next shorter one at the same rate counts only beyond the 95% noise of a
+    difference of two runs' accuracies on the validation split (binomial: z sqrt(2 p (1 - p) / n)); each rate is its
+    own sequence; the shortest length has no gain."""
+    from types import SimpleNamespace as NS
+    from dynaprune import report
+    mk = lambda lr, E, v: NS(config=NS(lr=lr, epochs=E), final=dict(val_acc=v, test_acc=v - 0.01))
+    t = report.run_length_table([mk(0.1, 40, 0.925), mk(0.1, 10, 0.90), mk(0.1, 20, 0.92), mk(0.05, 10, 0.5)], 5000)
+    a = t[t.lr == 0.1].set_index("epochs")
+    assert list(a.index) == [10, 20, 40] and np.isnan(a.loc[10, "val_gain"]) and pd.isna(a.loc[10, "gain_clear"])
+    assert a.loc[20, "noise"] == pytest.approx(1.96 * np.sqrt(2 * 0.91 * 0.09 / 5000))
+    assert a.loc[20, "gain_clear"] and not a.loc[40, "gain_clear"] and a.loc[40, "val_gain"] == pytest.approx(0.005)
+    assert t[t.lr == 0.05]["val_gain"].isna().all()

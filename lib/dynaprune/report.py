@@ -387,6 +387,22 @@ def key_numbers(name: str, *, profile: str, device: str, seeds=None, verdicts=()
     # returns nothing: a notebook cell ending here shows no repr of the numbers (the file is what a reader opens)
 
 
+def run_length_table(results, val_size: int, z: float = 1.96) -> pd.DataFrame:
+    """The run-length study's evidence (`grids.run_length_configs`' runs): per learning rate and run length, the final
+    validation and test accuracy, ``val_gain`` over the next shorter length at the same rate, and ``noise``: the
+    half-width of a difference between two runs' validation accuracies, z sqrt(2 p (1 - p) / val_size) (each run's
+    binomial error on ``val_size`` images, p their mean). A gain below ``noise`` is not evidence either way (one seed
+    per length); ``gain_clear`` says which are."""
+    rows = sorted((float(r.config.lr), int(r.config.epochs), r.final["val_acc"], r.final["test_acc"]) for r in results)
+    t = pd.DataFrame(rows, columns=["lr", "epochs", "val_acc", "test_acc"])
+    prev = t.groupby("lr")["val_acc"].shift()
+    p = (t["val_acc"] + prev) / 2
+    t["val_gain"] = t["val_acc"] - prev
+    t["noise"] = z * np.sqrt(2 * p * (1 - p) / val_size)
+    t["gain_clear"] = (t["val_gain"].abs() > t["noise"]).where(prev.notna())
+    return t
+
+
 def compute(result) -> dict:
     """A run's compute, counted in samples: ``backprops`` and ``forwards`` (every forward, training ones included) of its
     records (scoring passes, selection forwards and [RHO-LOSS]'s IL model are there) plus the static models its card
