@@ -117,20 +117,26 @@ def claim_cells(profile: str, curve: dict) -> list:
     return [c for c in dict.fromkeys(x for p in pairs if all(x in curve for x in p) for x in p)]
 
 
+def _robustness_lrs(P: dict, table, lr: float) -> list[float]:
+    """The other rates a claim cell chosen at ``lr`` is checked at: its tied neighbours on its grid ``table``
+    (`tuning.tied_lrs` on the profile's validation split) and the profile's shared default rate."""
+    from . import tuning
+    return [x for x in dict.fromkeys(tuning.tied_lrs(table, P["fair"]["val_size"]) + [float(P["base"]["lr"])]) if x != lr]
+
+
 def lr_robustness_runs(profile: str, curve: dict, cells=None, jobs: int | None = None, cache_only: bool = False) -> dict:
     """The evaluation runs of each claim cell (`claim_cells`) at its tied learning rates (`tuning.tied_lrs`: the
     grid neighbours of its chosen rate that validation cannot tell apart from it) and at the shared default rate
     (the profile's base lr), on the evaluation seeds: {(cell, lr): results}, the chosen rate's own runs included.
     These are what `report.lr_robustness` reads to say whether a verdict survives the learning-rate choice."""
-    from . import grids, tuning
+    from . import grids
     from .profiles import get
     P = get(profile)
-    val_size = P["fair"]["val_size"]
     out, todo = {}, {}
     for cell in (claim_cells(profile, curve) if cells is None else cells):
         lr, table, results = curve[cell]
         out[(cell, lr)] = results
-        for other in tuning.tied_lrs(table, val_size) + [float(P["base"]["lr"])]:
+        for other in _robustness_lrs(P, table, lr):
             if (cell, other) not in out:
                 todo[(cell, other)] = [grids.curve_config(profile, *cell, s, other) for s in P["seeds"]]
     todo = {k: cs for k, cs in todo.items() if k not in out}
@@ -193,7 +199,8 @@ def ledger(profile: str):
         base = tuning.lr_grid(1.0, C["grid"])
         wide = list(base)
         for _ in range(int(C.get("extend", 0))):
-            wide = [float(f"{wide[0] * wide[0] / wide[1]:.6g}")] + wide + [float(f"{wide[-1] * wide[-1] / wide[-2]:.6g}")]
+            below, above = tuning.grown(wide)
+            wide = [below, *wide, above]
         for cell in cells:
             tune = {(lr, s): cache.load(grids.curve_config(profile, *cell, s, lr)) for lr in wide for s in C["tuning_seeds"]}
             held = [r for r in tune.values() if r is not None]
@@ -201,15 +208,13 @@ def ledger(profile: str):
             unrun = sum(1 for lr in base for s in C["tuning_seeds"] if tune[(lr, s)] is None)
             evals = []
             if not unrun and lrs:
-                lr = tuning.choose_lr([tune[(x, s)] for x in lrs for s in C["tuning_seeds"]])[0]
+                lr, table = tuning.choose_lr([tune[(x, s)] for x in lrs for s in C["tuning_seeds"]])
                 evals = [cache.load(grids.curve_config(profile, *cell, s, lr)) for s in P["seeds"]]
             got = [r for r in evals if r is not None]
             name = f"{cell[0]}:{'own' if cell[1] is None else cell[1]}"
             row("curves", name, held + got, unrun + len(P["seeds"]) - len(got), cell in claim)
             if cell in claim and evals:      # `lr_robustness_runs`: the tied rates and the shared default rate
-                table = tuning.choose_lr([tune[(x, s)] for x in lrs for s in C["tuning_seeds"]])[1]
-                others = [x for x in dict.fromkeys(tuning.tied_lrs(table, P["fair"]["val_size"]) + [float(P["base"]["lr"])])
-                          if x != lr]
+                others = _robustness_lrs(P, table, lr)
                 rob = [cache.load(grids.curve_config(profile, *cell, s, x)) for x in others for s in P["seeds"]]
                 row("lr_robustness", name + " at " + ", ".join(f"{x:g}" for x in others),
                     [r for r in rob if r is not None], sum(r is None for r in rob), True)

@@ -61,6 +61,12 @@ def choose_lr(results) -> tuple[float, pd.DataFrame]:
     return chosen, table.reset_index()
 
 
+def grown(grid) -> tuple[float, float]:
+    """The rates one step past each edge of an ascending ``grid`` (the ratio of the edge's neighbours): where
+    `tune_then_evaluate` grows a grid whose choice lands on an edge."""
+    return float(f"{grid[0] * grid[0] / grid[1]:.6g}"), float(f"{grid[-1] * grid[-1] / grid[-2]:.6g}")
+
+
 def tune_then_evaluate(cells, make, grid, tuning_seeds, eval_seeds, runs, extend: int = 0):
     """For each cell: the learning rate of ``grid`` with the best mean validation accuracy over ``tuning_seeds``
     (`choose_lr`), then the runs on ``eval_seeds`` at that rate. ``make(cell, lr, seed)`` builds a RunConfig;
@@ -83,10 +89,11 @@ def tune_then_evaluate(cells, make, grid, tuning_seeds, eval_seeds, runs, extend
             break
         for cell in edges:
             g = grids[cell]
+            below, above = grown(g)
             if chosen[cell][0] == g[-1]:
-                g.append(float(f"{g[-1] * g[-1] / g[-2]:.6g}"))
+                g.append(above)
             else:
-                g.insert(0, float(f"{g[0] * g[0] / g[1]:.6g}"))
+                g.insert(0, below)
     evals = {(cell, s): make(cell, chosen[cell][0], s) for cell in cells for s in eval_seeds}
     done = dict(zip(evals, runs(list(evals.values()))))
     return {cell: (*chosen[cell], [done[(cell, s)] for s in eval_seeds]) for cell in cells}
