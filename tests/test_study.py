@@ -97,7 +97,7 @@ def test_ledger_counts_what_the_cache_holds(tmp_path, monkeypatch):
 
 
 def test_claims_flag_computes_the_claims_cells_in_their_order(monkeypatch, capsys):
-    """``--claims`` hands `curves` exactly `claim_cells` of the profile's curves (each claim's two arms at each
+    """``--claims`` hands `curves` exactly `claims.curve_cells` of the profile's curves (each claim's two arms at each
     keep ratio its paper makes it at, in the claims' order, no cell twice) and trains nothing else."""
     seen = {}
     monkeypatch.setattr(study, "curves", lambda profile, methods, jobs, cells=None: seen.update(p=profile, m=methods, c=cells))
@@ -108,3 +108,39 @@ def test_claims_flag_computes_the_claims_cells_in_their_order(monkeypatch, capsy
             for m in c.curve]
     assert seen["p"] == "smoke" and not seen["m"] and seen["c"] == list(dict.fromkeys(want)) and ("full", None) in seen["c"]
     assert "[claims]" in capsys.readouterr().out
+
+
+def test_a_profile_that_computes_part_of_its_grid_lists_the_rest_as_cut(monkeypatch):
+    """A profile whose curves set ``cells`` computes full training, the claims' cells and its extras only, in the grid's
+    order; ``every`` gives the whole grid, the ledger lists the difference as ``cut`` (trains nothing), and an extra cell
+    that is not on the grid is refused."""
+    from dynaprune import claims
+    P = profiles.PROFILES["smoke"]
+    part = {**P, "curves": {**P["curves"], "cells": dict(claims=True, extra=[("random", 0.3)])}}
+    monkeypatch.setitem(profiles.PROFILES, "smoke", part)
+    every = grids.curve_cells("smoke", every=True)
+    keep = {("full", None), ("random", 0.3), *claims.curve_cells(every)}
+    cells = grids.curve_cells("smoke")
+    assert cells == [c for c in every if c in keep] and ("random", 0.3) in cells and len(cells) < len(every)
+    t = study.ledger("smoke")
+    cut = t[t.part == "cut"]
+    assert sorted(cut.cell) == sorted(f"{m}:{'own' if r is None else r}" for m, r in every if m and (m, r) not in keep)
+    assert (cut.missing == 0).all() and len(t[t.part == "curves"]) == len(cells)
+    monkeypatch.setitem(profiles.PROFILES, "smoke", {**P, "curves": {**P["curves"], "cells": dict(extra=[("random", 0.9)])}})
+    with pytest.raises(ValueError, match=r"not on its curves"):
+        grids.curve_cells("smoke")
+
+
+def test_ledger_lists_an_own_budget_methods_controls_once_its_share_is_measured(tmp_path, monkeypatch):
+    """Once an own-budget method's cell and full training's are held, the ledger lists its budget-matched controls
+    (`grids.matched_cells` at its measured share), holding exactly the runs `curve_results` made for them."""
+    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path))
+    assert not (study.ledger("smoke").part == "controls").any()
+    out = study.curve_results("smoke", cells=[("full", None), ("infobatch", None)])
+    controls = [c for c in out if c not in {("full", None), ("infobatch", None)}]
+    t = study.ledger("smoke").set_index("part").loc["controls"]
+    assert len(t) == len(controls) == 2 and (t.missing == 0).all() and t.claim.all()
+    C, P = profiles.get("smoke")["curves"], profiles.get("smoke")
+    for (m, r), row in zip(controls, t.to_dict("records")):
+        lr, table, evals = out[(m, r)]
+        assert row["cell"] == f"{m}:{r} (of infobatch)" and row["held"] == len(table) * len(C["tuning_seeds"]) + len(P["seeds"])

@@ -172,6 +172,16 @@ def of(method: str) -> list[Claim]:
     return [c for c in CLAIMS.values() if method in c.curve or (paper is not None and c.paper == paper)]
 
 
+def curve_cells(cells) -> list:
+    """The cells among ``cells`` ((method, keep_ratio) pairs, e.g. the budget curves') on which a claim is tested: each
+    claim's two curve methods at each keep ratio its paper makes it at (None: the methods' own budgets), where both arms
+    are among ``cells``, in the claims' order, no cell twice (a claim whose method is not among them asks for nothing)."""
+    have = set(cells)
+    pairs = [[(m, None if r is None else float(r)) for m in c.curve] for c in CLAIMS.values() if c.curve
+             for r in c.keep_ratios]
+    return list(dict.fromkeys(x for p in pairs if all(x in have for x in p) for x in p))
+
+
 def test(key: str, a, b, *, seeds=None, budgets=None, condition: str = "", regime: str = "") -> dict:
     """The verdict on claim ``key`` from paired values ``a``, ``b`` (same seeds, same order).
     ``budgets``: measured backprop share of A and B (mean over seeds), recorded next to the verdict;

@@ -176,16 +176,20 @@ def side_protocol(profile: str, notebook: str) -> str:
     return "earlier" if str(notebook)[:2] in get(profile).get("side_earlier", ()) else "fair"
 
 
-def curve_cells(profile: str, methods=None, reachable: bool = True) -> list[tuple[str, float | None]]:
+def curve_cells(profile: str, methods=None, reachable: bool = True, every: bool = False) -> list[tuple[str, float | None]]:
     """The cells (method, keep_ratio) of the profile's budget curves (``curves`` in `profiles`): each method
     at each ratio; full training, and the methods whose paper sets their own budget (`samplers.Method.own_budget`), once
     at it (keep_ratio None); of these, those whose card puts them on the curves at each ratio too
     (``curve_ratios``: [ES] and ESWP, whose b / B is a budget knob; RHO-LOSS) also at each ratio, outside their regime.
     ``methods``: these instead of the profile's list (e.g. a longer list being computed). ``reachable``: leave
     out the cells a method cannot run (`unreachable`: [ES]'s annealing epochs alone spend 0.1 of full training's
-    backprops, so its keep ratio must exceed that); False: every cell."""
+    backprops, so its keep ratio must exceed that); False: every cell. A profile whose ``curves`` set ``cells`` computes
+    only part of this grid (a computation budget that does not fit it all): the claims' cells (`claims.curve_cells`)
+    when ``cells["claims"]``, full training and the listed ``cells["extra"]``, in the grid's order; ``every``: the whole
+    grid all the same (what was cut is the difference)."""
+    from .claims import curve_cells as claim_cells
     from .profiles import get
-    C = get(profile)["curves"]
+    C = get(profile, check_device=False)["curves"]
     cells = []
     for m in (methods or C["methods"]):
         k = None if m == REDUCE_EPOCHS else card(m)
@@ -197,6 +201,15 @@ def curve_cells(profile: str, methods=None, reachable: bool = True) -> list[tupl
         cfg = lambda m, r: curve_config(profile, m, r, seed=0, lr=1.0)
         cells = [(m, r) for m, r in cells if m == REDUCE_EPOCHS
                  or not unreachable(m, cfg(m, r).options("sampler_options"), cfg(m, r).epochs)]
+    part = C.get("cells")
+    if part and methods is None and not every:
+        extra = [(m, None if r is None else float(r)) for m, r in part.get("extra", ())]
+        if [c for c in extra if c not in cells]:
+            raise ValueError(f"profile {profile!r}: curves['cells']['extra'] lists {[c for c in extra if c not in cells]}, "
+                             f"not on its curves (methods x ratios, reachable)")
+        keep = {("full", None), *extra}
+        keep |= set(claim_cells(cells)) if part.get("claims") else set()
+        cells = [c for c in cells if c in keep]
     return cells
 
 

@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from . import cache
+from . import cache, claims
 from .train import RunConfig, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,16 +107,6 @@ def curve_results(profile: str, methods=None, jobs: int | None = None, cache_onl
     return out
 
 
-def claim_cells(profile: str, curve: dict) -> list:
-    """The cells of ``curve`` (`curve_results`) on which a claim of `claims.CLAIMS` is tested: each claim's two
-    curve methods at each keep ratio its paper makes it at (None: the methods' own budgets), where both arms are on the
-    curve (a claim whose method the profile has not run yet asks for nothing)."""
-    from .claims import CLAIMS
-    pairs = [[(m, None if r is None else float(r)) for m in c.curve] for c in CLAIMS.values() if c.curve
-             for r in c.keep_ratios]
-    return [c for c in dict.fromkeys(x for p in pairs if all(x in curve for x in p) for x in p)]
-
-
 def _robustness_lrs(P: dict, table, lr: float) -> list[float]:
     """The other rates a claim cell chosen at ``lr`` is checked at: its tied neighbours on its grid ``table``
     (`tuning.tied_lrs` on the profile's validation split) and the profile's shared default rate."""
@@ -125,7 +115,7 @@ def _robustness_lrs(P: dict, table, lr: float) -> list[float]:
 
 
 def lr_robustness_runs(profile: str, curve: dict, cells=None, jobs: int | None = None, cache_only: bool = False) -> dict:
-    """The evaluation runs of each claim cell (`claim_cells`) at its tied learning rates (`tuning.tied_lrs`: the
+    """The evaluation runs of each claim cell (`claims.curve_cells`) at its tied learning rates (`tuning.tied_lrs`: the
     grid neighbours of its chosen rate that validation cannot tell apart from it) and at the shared default rate
     (the profile's base lr), on the evaluation seeds: {(cell, lr): results}, the chosen rate's own runs included.
     These are what `report.lr_robustness` reads to say whether a verdict survives the learning-rate choice."""
@@ -133,7 +123,7 @@ def lr_robustness_runs(profile: str, curve: dict, cells=None, jobs: int | None =
     from .profiles import get
     P = get(profile)
     out, todo = {}, {}
-    for cell in (claim_cells(profile, curve) if cells is None else cells):
+    for cell in (claims.curve_cells(curve) if cells is None else cells):
         lr, table, results = curve[cell]
         out[(cell, lr)] = results
         for other in _robustness_lrs(P, table, lr):
@@ -176,9 +166,11 @@ def ledger(profile: str):
     hours of those held. A curve cell's tuning runs are looked up on every rate its grid can grow to (``extend`` steps
     past either edge), its evaluation runs at the rate the held tuning runs choose (`tuning.choose_lr`; "missing"
     counts the evaluation seeds plus the unrun rates of the unextended grid; an extension it may still need is not
-    counted); for a claim's cell with its rate chosen, its learning-rate robustness runs (`lr_robustness_runs`). ``est_h``: missing runs at the cell's own mean held run time (NaN where it holds none). Reads the cache
-    only; trains nothing. The budget-matched controls of own-budget methods are cells of their own once their share
-    is measured (not listed before)."""
+    counted); for a claim's cell with its rate chosen, its learning-rate robustness runs (`lr_robustness_runs`).
+    ``est_h``: missing runs at the cell's own mean held run time (NaN where it holds none). The budget-matched controls
+    of an own-budget method (part ``controls``) are listed once its evaluation runs and full training's are all held
+    (their share is measured then); the cells the profile's ``curves["cells"]`` leaves out of its grid, as ``cut``.
+    Reads the cache only; trains nothing."""
     import numpy as np
     import pandas as pd
     from . import grids, tuning
@@ -195,29 +187,48 @@ def ledger(profile: str):
 
     if C:
         cells = grids.curve_cells(profile)
-        claim = set(claim_cells(profile, {c: None for c in cells}))
+        claim = set(claims.curve_cells(cells))
         base = tuning.lr_grid(1.0, C["grid"])
         wide = list(base)
         for _ in range(int(C.get("extend", 0))):
             below, above = tuning.grown(wide)
             wide = [below, *wide, above]
-        for cell in cells:
+
+        def look(cell):
+            """A cell's held runs, its missing count, its chosen (lr, table) or None and its evaluation runs."""
             tune = {(lr, s): cache.load(grids.curve_config(profile, *cell, s, lr)) for lr in wide for s in C["tuning_seeds"]}
             held = [r for r in tune.values() if r is not None]
             lrs = [lr for lr in wide if all(tune[(lr, s)] is not None for s in C["tuning_seeds"])]
             unrun = sum(1 for lr in base for s in C["tuning_seeds"] if tune[(lr, s)] is None)
-            evals = []
-            if not unrun and lrs:
-                lr, table = tuning.choose_lr([tune[(x, s)] for x in lrs for s in C["tuning_seeds"]])
-                evals = [cache.load(grids.curve_config(profile, *cell, s, lr)) for s in P["seeds"]]
-            got = [r for r in evals if r is not None]
+            if unrun or not lrs:
+                return held, unrun + len(P["seeds"]), None, []
+            choice = tuning.choose_lr([tune[(x, s)] for x in lrs for s in C["tuning_seeds"]])
+            got = [r for r in (cache.load(grids.curve_config(profile, *cell, s, choice[0])) for s in P["seeds"]) if r is not None]
+            return held + got, len(P["seeds"]) - len(got), choice, got
+
+        done = {}
+        for cell in cells:
+            held, missing, choice, got = look(cell)
             name = f"{cell[0]}:{'own' if cell[1] is None else cell[1]}"
-            row("curves", name, held + got, unrun + len(P["seeds"]) - len(got), cell in claim)
-            if cell in claim and evals:      # `lr_robustness_runs`: the tied rates and the shared default rate
-                others = _robustness_lrs(P, table, lr)
+            row("curves", name, held, missing, cell in claim)
+            if choice is not None and len(got) == len(P["seeds"]):
+                done[cell] = (*choice, got)
+            others = _robustness_lrs(P, choice[1], choice[0]) if cell in claim and choice is not None else []
+            if others:                         # `lr_robustness_runs`: the tied rates and the shared default rate
                 rob = [cache.load(grids.curve_config(profile, *cell, s, x)) for x in others for s in P["seeds"]]
                 row("lr_robustness", name + " at " + ", ".join(f"{x:g}" for x in others),
                     [r for r in rob if r is not None], sum(r is None for r in rob), True)
+        own = [c for c in done if c[1] is None and c[0] != "full"]
+        if own and ("full", None) in done:       # `curve_results`' budget-matched controls, once the share is measured
+            from . import report
+            share = report.curve_runs({c: done[c] for c in own + [("full", None)]}).groupby("method")["share"].mean()
+            for m, _ in own:
+                for ctl in grids.matched_cells(share[m]):
+                    held, missing, _, _ = look(ctl)
+                    row("controls", f"{ctl[0]}:{ctl[1]} (of {m})", held, missing, True)
+        for cell in grids.curve_cells(profile, every=True):
+            if cell not in cells:                # the profile's ``curves["cells"]`` leaves it out
+                row("cut", f"{cell[0]}:{'own' if cell[1] is None else cell[1]}", [], 0)
     rl = [cache.load(c) for c in grids.run_length_configs(profile)]
     if rl:
         row("run_length", "full", [r for r in rl if r is not None], sum(r is None for r in rl))
@@ -279,7 +290,7 @@ def main(argv=None):
                          "(e.g. full omission:0.5; a method alone: its own budget)")
     ap.add_argument("--claims", action="store_true",
                     help="instead of the notebooks: compute the cells of 05's budget curves that the papers' claims are "
-                         "tested on (claim_cells, in the claims' order, each with its budget-matched controls), one "
+                         "tested on (claims.curve_cells, in the claims' order, each with its budget-matched controls), one "
                          "after another; resumes from the cache")
     ap.add_argument("--ledger", action="store_true",
                     help="instead of the notebooks: print where the profile's study stands in the cache (runs held and "
@@ -307,7 +318,7 @@ def main(argv=None):
         return None
     if a.claims:
         from .grids import curve_cells
-        a.cells = claim_cells(a.profile, dict.fromkeys(curve_cells(a.profile)))
+        a.cells = claims.curve_cells(curve_cells(a.profile))
         print(f"[claims] {len(a.cells)} cells: {' '.join(f'{m}:{r}' if r is not None else m for m, r in a.cells)}", flush=True)
     if a.curves or a.cells:
         from .samplers import SAMPLERS
