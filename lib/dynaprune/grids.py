@@ -204,8 +204,9 @@ def curve_cells(profile: str, methods=None, reachable: bool = True, every: bool 
     part = C.get("cells")
     if part and methods is None and not every:
         extra = [(m, None if r is None else float(r)) for m, r in part.get("extra", ())]
-        if [c for c in extra if c not in cells]:
-            raise ValueError(f"profile {profile!r}: curves['cells']['extra'] lists {[c for c in extra if c not in cells]}, "
+        off = [c for c in extra if c not in cells]
+        if off:
+            raise ValueError(f"profile {profile!r}: curves['cells']['extra'] lists {off}, "
                              f"not on its curves (methods x ratios, reachable)")
         keep = {("full", None), *extra}
         keep |= set(claim_cells(cells)) if part.get("claims") else set()
