@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from dynaprune import claims, readme, report
-from dynaprune.stats import (DID_NOT_HOLD, HELD, INVALID, NOT_DISTINGUISHABLE, decide, holm, mean_ci, sign_flip_p,
-                              verdict)
+from dynaprune.stats import (DID_NOT_HOLD, HELD, INVALID, NOT_DISTINGUISHABLE, decide, holm, mean_ci, paired_t,
+                              pairs_needed, sd_from_half_width, sign_flip_p, verdict)
 
 ROOT = Path(__file__).resolve().parents[1]
 SIMS = 4000                                   # Monte Carlo experiments per cell: SE of a 5% rate = 0.34 points
@@ -109,6 +109,40 @@ def test_too_few_seeds_carry_no_verdict_and_bad_input_is_refused():
         verdict([1, np.nan, 3], [1, 2, 3])
     with pytest.raises(ValueError, match="known: greater, less, noninferior, equivalent"):
         verdict([1, 2, 3], [1, 2, 3], "bigger")
+
+
+@pytest.mark.parametrize("effect", [0.5, 1.0, 2.0])
+def test_pairs_needed_reach_their_power_and_one_fewer_does_not(effect):
+    """At the n `pairs_needed` returns, a true difference ``effect`` (sd 1, normal) is called "held" by the verdict
+    rule at least 80% of the time; at n - 1 less than 80% (Monte Carlo, SIMS experiments per n)."""
+    n = pairs_needed(1.0, effect)
+    rng = np.random.default_rng(7)
+    rate = lambda m: (decide(rng.normal(effect, 1.0, size=(SIMS, m)))[0] == 1).mean()
+    tol = 3 * np.sqrt(0.8 * 0.2 / SIMS)
+    assert rate(n) >= 0.8 - tol
+    if n > 2:
+        assert rate(n - 1) < 0.8 + tol
+    assert pairs_needed(1.0, 0.01) is None and pairs_needed(0.0, 0.1) == 2
+    with pytest.raises(ValueError, match="effect > 0"):
+        pairs_needed(1.0, 0.0)
+
+
+def test_sd_from_half_width_inverts_the_interval():
+    d = np.random.default_rng(3).normal(size=(5, 6))
+    t = paired_t(d)
+    assert np.allclose([sd_from_half_width(h, 6) for h in t["half_width"]], d.std(-1, ddof=1))
+
+
+def test_seeds_needed_reads_a_profiles_verdicts(tmp_path, monkeypatch):
+    """`report.seeds_needed` turns each recorded interval back into its spread and plans the seeds from it."""
+    monkeypatch.setenv("DYNAPRUNE_FIGURES", str(tmp_path))
+    rows = [claims.test("omission_ablation", a, b) for a, b in
+            (([0.90, 0.91, 0.905], [0.899, 0.907, 0.906]), ([0.90, 0.95, 0.85], [0.90, 0.91, 0.905]))]
+    report.key_numbers("06_ablations", profile="smoke", device="cpu", seeds=[0, 1, 2], verdicts=rows)
+    t = report.seeds_needed("smoke")
+    sd = [np.std(np.subtract(a, b), ddof=1) for a, b in (([0.90, 0.91, 0.905], [0.899, 0.907, 0.906]),
+                                                        ([0.90, 0.95, 0.85], [0.90, 0.91, 0.905]))]
+    assert np.allclose(t["sd"], sd) and t["needed"].iloc[0] == pairs_needed(sd[0], 0.005) and t["needed"].isna().iloc[1]
 
 
 def test_claims_refuse_unequal_budgets_and_unknown_keys():

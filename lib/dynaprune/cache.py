@@ -193,7 +193,7 @@ def save(result, root=None) -> Path:
     _atomic_write(d / f"{k}.npz", npz)
     meta = dict(key=k, code_version=CODE_VERSION, config=result.config.to_dict(), records=result.records,
                 env=result.env, npz_sha256=hashlib.sha256(npz).hexdigest())
-    _atomic_write(d / f"{k}.json", json.dumps(meta, indent=1, default=_json_default).encode())
+    _atomic_write(d / f"{k}.json", json.dumps(meta, separators=(",", ":"), default=_json_default).encode())
     return d / f"{k}.json"
 
 

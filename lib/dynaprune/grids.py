@@ -81,15 +81,16 @@ def comparison_sets(profile: str, lrs: dict | None = None) -> dict:
     `tuning_cells` of the wide set; missing: the base's): ``wide``, every method at each of the profile's ``ratios``;
     ``seen``, UCB and EL2N at the smallest ratio under [Raju] Fig. 5's equal-samples-seen protocol. (The full setting's
     comparison is the budget curves, `curve_cells`.)"""
-    from .profiles import get
+    from .profiles import get, side_seeds
     from .profiles import side_config as side_base
     P = get(profile)
     side = side_base(profile)
     on_side = lambda cs: [side_config(profile, "05", c.sampler, c.options("sampler_options"), c.seed,
                                       (lrs or {}).get(c.sampler), epochs=c.epochs, epochs_scale=c.epochs_scale,
                                       scale_lr=c.scale_lr) for c in cs]
-    return {"wide": on_side(comparison_configs(side, P["ratios"], P["side_seeds"], profile=P)),
-            "seen": on_side(equal_seen_configs(side, min(P["ratios"]), P["side_seeds"], profile=P))}
+    seeds = side_seeds(profile, "05")
+    return {"wide": on_side(comparison_configs(side, P["ratios"], seeds, profile=P)),
+            "seen": on_side(equal_seen_configs(side, min(P["ratios"]), seeds, profile=P))}
 
 
 def tuning_cells(configs) -> dict:

@@ -115,9 +115,14 @@ PROFILES = {
         # epochs, its tuning), so its side runs stay valid and seeds are added where a claim needs them; the headline
         # curves and [Raju]'s own schedule carry the recipe
         side=dict(train_subset=20_000, epochs=10, eval_every=5, model_options={}, augment=False, lr=0.05),
-        # ten paired seeds for the side verdicts too (the issue's protocol): seeds 0-2 are the committed study's runs,
-        # 3-9 are added (a side run takes about 18 s here)
-        side_seeds=list(range(10)),
+        # each side study's paired seeds (seeds 0-2 are the committed study's runs; a side run takes about 19 s here):
+        # ten, or as many as its verdicts need to detect 0.5 points with 80% power at the spread the committed study's
+        # three seeds showed (`python -m dynaprune.report seeds-needed --profile cpu`, before the switch: largest need
+        # within reach per notebook, 04: none within 200 seeds (its rows are collapses), 05: 26, 06: 167, 07: 76,
+        # 08: 5) -- except 07, whose runs store per-sample selections (160 kB each: seven more seeds of its 26
+        # runs would take 29 MB of the 60 MB cache), held at five. 04's rows are collapses that more seeds do not decide.
+        side_seeds={"04": [0, 1, 2], "05": list(range(10)), "06": list(range(10)), "07": list(range(5)),
+                    "08": list(range(5))},
         side_tuning=dict(grid=[0.025, 0.05, 0.1, 0.2], extend=1, tuning_seeds=[100]),
         # [Raju] in its own schedule (`grids.raju_schedule_config`): the side subset with the recipe's network and data,
         # the paper's learning rate 0.1 (with its step decay), UCB and random dynamic pruning and the interventions
@@ -175,7 +180,7 @@ PROFILES = {
 
 def get(profile: str, check_device: bool = True) -> dict:
     """The profile's parameters (``side`` and ``side_seeds`` filled in: the base and the seeds unless the
-    profile sets them); a GPU profile on a machine without CUDA is refused clearly (``check_device``: reading
+    profile sets them; a notebook's side seeds: `side_seeds`); a GPU profile on a machine without CUDA is refused clearly (``check_device``: reading
     its cached runs needs no GPU)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
@@ -191,6 +196,16 @@ def get(profile: str, check_device: bool = True) -> dict:
 def base_config(profile: str, check_device: bool = True, **overrides) -> RunConfig:
     """The profile's base RunConfig with ``overrides``."""
     return RunConfig(**{**get(profile, check_device)["base"], **overrides})
+
+
+def side_seeds(profile: str, notebook: str) -> list[int]:
+    """The evaluation seeds of side study ``notebook`` ("04"-"08"): the profile's ``side_seeds``, a list for every
+    side study or a dict {notebook: seeds} with an optional ``"default"`` (default: the profile's ``seeds``)."""
+    p = get(profile, check_device=False)
+    s = p["side_seeds"]
+    if isinstance(s, dict):
+        s = s.get(str(notebook)[:2], s.get("default", p["seeds"]))
+    return [int(x) for x in s]
 
 
 def side_config(profile: str, **overrides) -> RunConfig:

@@ -304,6 +304,32 @@ def verdict_frame(rows) -> pd.DataFrame:
     return df[[c for c in cols if c in df]]
 
 
+def seeds_needed(profile: str | None = None, effect: float | None = None, notebooks=None) -> pd.DataFrame:
+    """How many paired seeds each recorded verdict of a profile needs (`stats.pairs_needed`): the fewest that detect
+    a true difference of ``effect`` (default: the claims' stated margin, `claims.DEFAULT_MARGIN`, 0.5 points) with 80%
+    power at the spread its recorded seeds showed (`stats.sd_from_half_width` of its interval). Read from the
+    profile's numbers files (`key_numbers`), one row per verdict with an interval; ``needed`` is <NA> beyond 200 seeds
+    (a difference that small is out of reach). What a profile's side-study seeds are planned from (the statistics
+    issue's detectable-difference column, turned round)."""
+    import json
+    from . import claims, stats
+    effect = claims.DEFAULT_MARGIN if effect is None else float(effect)
+    rows = []
+    for f in sorted(figures_dir(profile).glob("*_numbers.json")):
+        meta = json.loads(f.read_text())
+        if notebooks is not None and meta["notebook"][:2] not in notebooks:
+            continue
+        for v in meta["verdicts"]:
+            n, hw = v.get("n_pairs"), v.get("half_width")
+            if not n or n < 2 or hw is None or not np.isfinite(hw):
+                continue
+            sd = stats.sd_from_half_width(hw, n)
+            rows.append(dict(notebook=meta["notebook"], claim=v["claim"], condition=v.get("condition", ""),
+                             verdict=v["verdict"], n_pairs=n, sd=sd, needed=stats.pairs_needed(sd, effect)))
+    out = pd.DataFrame(rows, columns=["notebook", "claim", "condition", "verdict", "n_pairs", "sd", "needed"])
+    return out.astype({"needed": "Int64"})   # <NA>: out of reach
+
+
 class Table:
     """A table as a lesson reads it (`table`): the columns that carry the point, first rows only, no index unless it
     names the rows; the whole table folded below it (a ``<details>`` block in Lab and on the site). ``frame`` is the
@@ -482,18 +508,26 @@ def device_of(df: pd.DataFrame) -> str:
 
 
 def main(argv=None):
-    """``python -m dynaprune.report verdicts|diagnose``."""
+    """``python -m dynaprune.report verdicts|diagnose|seeds-needed``."""
     import argparse
     from . import readme
     ap = argparse.ArgumentParser(prog="python -m dynaprune.report", description="tables built from the committed results")
-    ap.add_argument("command", choices=["verdicts", "diagnose"],
-                    help="verdicts: the README's verdict table; diagnose: every collapsed run, its break and cause")
+    ap.add_argument("command", choices=["verdicts", "diagnose", "seeds-needed"],
+                    help="verdicts: the README's verdict table; diagnose: every collapsed run, its break and cause; "
+                         "seeds-needed: the paired seeds each recorded verdict needs to detect --effect")
     ap.add_argument("--figures", default=None, help="verdicts: folder of *_numbers.json (default: figures/)")
     ap.add_argument("--readme", action="store_true",
                     help="verdicts: also write the table, and 05's budget-curve table, into README.md between their markers")
     ap.add_argument("--no-rerun", action="store_true",
                     help="diagnose: never re-run a run cached without diagnostics (its cause may stay unexplained)")
+    ap.add_argument("--profile", default=None, help="seeds-needed: the profile whose numbers files to read (default: the committed one)")
+    ap.add_argument("--effect", type=float, default=None,
+                    help="seeds-needed: the true difference to detect with 80%% power (default: the claims' margin, 0.005)")
     a = ap.parse_args(argv)
+    if a.command == "seeds-needed":
+        with pd.option_context("display.max_rows", None, "display.width", 200):
+            print(seeds_needed(a.profile, a.effect).to_string(index=False))
+        return 0
     if a.command == "verdicts":
         print(readme.verdict_table(a.figures))
         if a.readme:
