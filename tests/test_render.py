@@ -96,3 +96,21 @@ def test_other_profiles_never_overwrite_the_committed_figures(tmp_path, monkeypa
     ignored = lambda path: subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0
     assert ignored(f"figures/{other}/x.png") and ignored(f"figures/{other}/x_numbers.json")
     assert not ignored(f"figures/{other}/bench_unit_costs.json") and not ignored(f"figures/{other}/bench_curve_times.json")
+
+
+def test_the_repository_stays_light():
+    """The committed tree: the results cache under 60 MB with its arrays in compressed NPZ, and no file over 5 MB (what a
+    clone downloads; a warm `make study` reads the cache, so it cannot be regenerated away)."""
+    import subprocess
+    import zipfile
+    files = [ROOT / f for f in subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True,
+                                              check=True).stdout.split("\0") if f]
+    files = [f for f in files if f.is_file()]
+    big = [(str(f.relative_to(ROOT)), f.stat().st_size) for f in files if f.stat().st_size > 5_000_000]
+    assert not big, f"files over 5 MB: {big}"
+    results = [f for f in files if RESULTS in f.parents]
+    size = sum(f.stat().st_size for f in results)
+    assert size < 60_000_000, f"the committed results cache is {size / 1e6:.1f} MB (limit 60)"
+    stored = [(f.name, i.filename) for f in results if f.suffix == ".npz" for i in zipfile.ZipFile(f).infolist()
+              if i.compress_type != zipfile.ZIP_DEFLATED]
+    assert not stored, f"NPZ members stored uncompressed: {stored[:5]}"
