@@ -22,7 +22,7 @@ def test_the_gpu_check_runs_tiny_on_the_cpu_and_caches_its_runs(tmp_path):
     assert table["cost"]["forward"]["median"] > 0 and table["cost"]["backward"]["median"] > 0
     assert table["syncs_per_step"] == {m: None for m in methods}          # counted on CUDA only
     for label, key in table["cache_keys"].items():                          # every run cached, with its device
-        meta = json.loads((res / f"{key}.json").read_text())
+        meta = cache.read_meta(cache.meta_path(res, key))
         assert meta["config"]["device"] == "cpu" and meta["env"]["device"] == "cpu"
     # the runs are the fair protocol's: the recipe, the paper regimes, the budget asked for
     c = gpu_check.configs("cuda")

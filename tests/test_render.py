@@ -49,26 +49,27 @@ def test_a_missing_cache_entry_fails_the_render(tmp_path, monkeypatch):
     stop with a CacheMiss naming one of them, never train it quietly."""
     results = tmp_path / "results"
     shutil.copytree(RESULTS, results, copy_function=os.symlink)
-    toy = [j for j in results.glob("*.json") if cache.is_run_entry(m := json.loads(j.read_text()))
-           and m["config"]["dataset"] == "toy2d"]
+    toy = [j for j in cache.run_files(results) if cache.read_meta(j)["config"]["dataset"] == "toy2d"]
     assert toy, "the committed cache holds no toy2d run (notebook 02)"
-    victims = [j.stem for j in toy]
+    victims = [j.name[:-len(cache.META)] for j in toy]
     for v in victims:
-        (results / f"{v}.json").unlink(); (results / f"{v}.npz").unlink()
+        cache.meta_path(results, v).unlink(); (results / f"{v}.npz").unlink()
     import papermill as pm
     nb = next(p for p in NOTEBOOKS if p.stem.startswith("02"))
     with pytest.raises(pm.PapermillExecutionError, match="CacheMiss") as err:
         _render(nb, tmp_path, monkeypatch, results)
     assert any(v in str(err.value) for v in victims)
-    assert not any((results / f"{v}.json").exists() for v in victims), "a forbidden run was trained and written"
+    assert not any(cache.meta_path(results, v).exists() for v in victims), "a forbidden run was trained and written"
 
 
 def test_readers_skip_files_that_are_not_runs(tmp_path):
     """A benchmark's JSON (or anything else) in the results folder is not read as a run."""
-    shutil.copy(next(RESULTS.glob("*.json")), tmp_path)
+    shutil.copy(cache.run_files(RESULTS)[0], tmp_path)
     shutil.copy(next(RESULTS.glob("*.npz")), tmp_path)
     (tmp_path / "bench.json").write_text(json.dumps({"samplers": [], "threads": 2}))
     (tmp_path / "notes.json").write_text("[1, 2, 3]")
+    import gzip
+    (tmp_path / f"notes{cache.META}").write_bytes(gzip.compress(b'{"a": 1}'))
     df = cache.load_results(root=tmp_path)
     assert df["key"].nunique() == 1
 

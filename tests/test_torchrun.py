@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dynaprune import cache
+
 pytestmark = pytest.mark.slow   # `make test-fast` leaves these out
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +28,7 @@ def launch(tmp_path, *args, procs=2):
 
 
 def entry(tmp_path, key):
-    meta = json.loads((tmp_path / "results" / f"{key}.json").read_text())
+    meta = cache.read_meta(cache.meta_path(tmp_path / "results", key))
     return meta, np.load(tmp_path / "results" / f"{key}.npz")
 
 
@@ -34,7 +36,7 @@ def entry(tmp_path, key):
 def test_two_processes_plan_like_one(tmp_path, sampler):
     two = launch(tmp_path, "--sampler", sampler, "--record-selection")
     one = launch(tmp_path, "--sampler", sampler, "--record-selection", procs=1)
-    assert sorted(p.stem for p in (tmp_path / "results").glob("*.json")) == sorted([two["key"], one["key"]])
+    assert sorted(p.name[:-len(cache.META)] for p in cache.run_files(tmp_path / "results")) == sorted([two["key"], one["key"]])
     m2, z2 = entry(tmp_path, two["key"])
     m1, z1 = entry(tmp_path, one["key"])
     assert m2["config"]["world_size"] == 2 and m2["env"]["world_size"] == 2 and "world_size" not in m1["config"]
@@ -46,7 +48,7 @@ def test_two_processes_plan_like_one(tmp_path, sampler):
 def test_killed_two_process_run_resumes(tmp_path):
     ck = str(tmp_path / "ckpt")
     cut = launch(tmp_path, "--sampler", "omission", "--checkpoint-dir", ck, "--stop-after", "1")
-    assert cut["epochs_done"] == 1 and not list((tmp_path / "results").glob("*.json"))   # a time slice writes no entry
+    assert cut["epochs_done"] == 1 and not list((tmp_path / "results").glob("*.json*"))   # a time slice writes no entry
     assert sorted(p.name for p in Path(ck).iterdir()) == [f"{cut['key']}.rank0.pt", f"{cut['key']}.rank1.pt"]
     resumed = launch(tmp_path, "--sampler", "omission", "--checkpoint-dir", ck)
     straight = launch(tmp_path / "again" if (tmp_path / "again").mkdir() is None else None, "--sampler", "omission")

@@ -50,6 +50,28 @@ def test_cache_round_trip_and_hit(tmp_path):
     assert cache.load_results({"sampler": "es"}, root=tmp_path).empty
 
 
+def test_plain_json_entries_convert_to_compressed_metadata_losslessly(tmp_path):
+    """`cache.compress_metadata`: an entry of the earlier format (<key>.json) becomes <key>.json.gz with the same JSON,
+    and loads as the same run; a JSON that is not a run stays; the stored bytes do not depend on when they were written."""
+    import gzip
+    import json
+    c = cfg()
+    a = run(c, root=tmp_path)
+    gz = cache.meta_path(tmp_path, cache.key(c))
+    meta = cache.read_meta(gz)
+    (tmp_path / f"{cache.key(c)}.json").write_text(json.dumps(meta, indent=1))   # the earlier format
+    gz.unlink()
+    (tmp_path / "notes.json").write_text("[1, 2]")
+    assert cache.load(c, tmp_path) is None and cache.compress_metadata(tmp_path) == 1
+    assert cache.read_meta(gz) == meta and (tmp_path / "notes.json").exists()
+    assert not (tmp_path / f"{cache.key(c)}.json").exists() and gzip.decompress(gz.read_bytes()).startswith(b'{"key"')
+    b = cache.load(c, tmp_path)
+    assert b.from_cache and b.records == a.records
+    first = gz.read_bytes()
+    cache.save(b, tmp_path)
+    assert gz.read_bytes() == first
+
+
 def test_hash_is_stable_and_sensitive_to_every_field():
     c = cfg()
     assert cache.key(c) == cache.key(cfg())

@@ -1,8 +1,8 @@
-"""Results cache under data/results/: one JSON (config, per-epoch records, environment) and one
+"""Results cache under data/results/: one gzip-compressed JSON (config, per-epoch records, environment) and one
 compressed NPZ (per-sample arrays) per run, keyed by a stable hash of the normalised config and
 the version of the code path that produced it.
 
-Only run entries (`<20 hex>.json` + `.npz`) and analyses (`analysis/`) live here; readers skip
+Only run entries (`<20 hex>.json.gz` + `.npz`; `zcat` reads the JSON) and analyses (`analysis/`) live here; readers skip
 anything else in the folder. ``DYNAPRUNE_CACHE_ONLY=1`` forbids computing: any miss (a run or
 an analysis) raises `CacheMiss` naming what is missing, which is how the render test proves the
 committed cache is complete for the committed profile.
@@ -13,6 +13,7 @@ reported (warning) and treated as missing, so it is recomputed, never silently u
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -141,6 +142,43 @@ def _log_use(name: str):
             f.write(name + "\n")
 
 
+META = ".json.gz"   # a run entry's metadata file: <key>.json.gz (gzip: a 40-epoch run's 26 kB of JSON in 5 kB)
+
+
+def meta_path(root, k: str) -> Path:
+    """The metadata file of run entry ``k`` under ``root``."""
+    return Path(root) / f"{k}{META}"
+
+
+def read_meta(path) -> dict:
+    """A run entry's metadata (config, records, env, ...) from its ``.json.gz``."""
+    return json.loads(gzip.decompress(Path(path).read_bytes()))
+
+
+def run_files(root=None) -> list:
+    """The run entries' metadata files in the cache folder, sorted (their keys: ``p.name[:-len(META)]``)."""
+    return sorted(_root(root).glob(f"*{META}"))
+
+
+def compress_metadata(root=None) -> int:
+    """Convert run entries stored with plain ``<key>.json`` metadata (the format before `META`) to ``.json.gz`` in
+    place, the JSON unchanged; returns how many. A file that is not a run entry is left alone."""
+    n = 0
+    for j in sorted(_root(root).glob("*.json")):
+        meta = json.loads(j.read_text())
+        if not is_run_entry(meta):
+            continue
+        _atomic_write(meta_path(j.parent, j.stem), _gz(meta))
+        j.unlink()
+        n += 1
+    return n
+
+
+def _gz(meta) -> bytes:
+    """Metadata as stored: compact JSON, gzip with no timestamp (the same run gives the same bytes)."""
+    return gzip.compress(json.dumps(meta, separators=(",", ":"), default=_json_default).encode(), mtime=0)
+
+
 def prune(log, root=None, dry_run: bool = False, runs: bool = True) -> list:
     """Delete the entries that a logged render did not read: after a sampler's version changes, its
     old runs are dead weight in the repository. ``runs=False`` prunes analyses only (while a study of
@@ -148,12 +186,13 @@ def prune(log, root=None, dry_run: bool = False, runs: bool = True) -> list:
     used = set(Path(log).read_text().split())
     d = _root(root)
     gone = []
-    for j in (list(d.glob("*.json")) if runs else []) + list((d / "analysis").glob("*.json")):
-        if j.stem not in used:
-            gone.append(j.stem)
+    metas = [(j, j.name[:-len(META)]) for j in run_files(d)] if runs else []
+    for j, name in metas + [(j, j.stem) for j in (d / "analysis").glob("*.json")]:
+        if name not in used:
+            gone.append(name)
             if not dry_run:
                 j.unlink()
-                j.with_suffix(".npz").unlink(missing_ok=True)
+                (j.parent / f"{name}.npz").unlink(missing_ok=True)
     return gone
 
 
@@ -193,8 +232,8 @@ def save(result, root=None) -> Path:
     _atomic_write(d / f"{k}.npz", npz)
     meta = dict(key=k, code_version=CODE_VERSION, config=result.config.to_dict(), records=result.records,
                 env=result.env, npz_sha256=hashlib.sha256(npz).hexdigest())
-    _atomic_write(d / f"{k}.json", json.dumps(meta, separators=(",", ":"), default=_json_default).encode())
-    return d / f"{k}.json"
+    _atomic_write(meta_path(d, k), _gz(meta))
+    return meta_path(d, k)
 
 
 def _json_default(o):
@@ -209,11 +248,11 @@ def load(config, root=None):
     """The cached RunResult of ``config``, or None (missing or corrupt: recompute)."""
     d = _root(root)
     k = key(config)
-    j, z = d / f"{k}.json", d / f"{k}.npz"
+    j, z = meta_path(d, k), d / f"{k}.npz"
     if not j.exists():
         return None
     try:
-        meta = json.loads(j.read_text())
+        meta = read_meta(j)
         raw = z.read_bytes()
         if hashlib.sha256(raw).hexdigest() != meta["npz_sha256"]:
             raise ValueError("NPZ checksum mismatch")
@@ -234,9 +273,9 @@ def load_results(filter=None, root=None):
     ``filter``: a dict of config field -> value (or list of values), or a callable on the config dict."""
     import pandas as pd
     rows = []
-    for j in sorted(_root(root).glob("*.json")):
+    for j in run_files(root):
         try:
-            meta = json.loads(j.read_text())
+            meta = read_meta(j)
         except Exception as err:
             warnings.warn(f"skipping unreadable cache entry {j.name} ({err!r})", RuntimeWarning)
             continue
@@ -283,13 +322,19 @@ def memo(kind: str, params: dict, compute, root=None) -> dict:
     return out
 
 
-if __name__ == "__main__":   # python -m dynaprune.cache prune LOG [--dry-run]
+if __name__ == "__main__":   # python -m dynaprune.cache prune LOG [--dry-run] | compress
     import argparse
     ap = argparse.ArgumentParser(description="results-cache maintenance")
-    ap.add_argument("command", choices=["prune"])
-    ap.add_argument("log", help="a file written by a render with DYNAPRUNE_CACHE_LOG set")
-    ap.add_argument("--dry-run", action="store_true")
-    ap.add_argument("--analyses-only", action="store_true", help="keep every run entry")
+    ap.add_argument("command", choices=["prune", "compress"],
+                    help="prune: delete what a logged render did not read; compress: plain .json metadata to .json.gz")
+    ap.add_argument("log", nargs="?", help="prune: a file written by a render with DYNAPRUNE_CACHE_LOG set")
+    ap.add_argument("--dry-run", action="store_true", help="prune: list, delete nothing")
+    ap.add_argument("--analyses-only", action="store_true", help="prune: keep every run entry")
     a = ap.parse_args()
+    if a.command == "compress":
+        print(f"compressed the metadata of {compress_metadata()} run entries")
+        raise SystemExit(0)
+    if not a.log:
+        ap.error("prune needs LOG")
     removed = prune(a.log, dry_run=a.dry_run, runs=not a.analyses_only)
     print(f"{'would remove' if a.dry_run else 'removed'} {len(removed)} entries")

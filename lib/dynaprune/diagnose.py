@@ -286,10 +286,10 @@ def diagnose_results(results, rerun: bool = True) -> pd.DataFrame:
 def _entries(keys=None):
     """The run entries of the results cache (those of ``keys`` only, when given: missing keys are skipped)."""
     root = cache._root(None)
-    files = sorted(root.glob("*.json")) if keys is None else [root / f"{k}.json" for k in keys if k]
+    files = cache.run_files(root) if keys is None else [cache.meta_path(root, k) for k in keys if k]
     for j in files:
         if not j.exists():
             continue
-        meta = json.loads(j.read_text())
+        meta = cache.read_meta(j)
         if cache.is_run_entry(meta):
             yield meta
