@@ -62,6 +62,7 @@ def test_plain_json_entries_convert_to_compressed_metadata_losslessly(tmp_path):
     (tmp_path / f"{cache.key(c)}.json").write_text(json.dumps(meta, indent=1))   # the earlier format
     gz.unlink()
     (tmp_path / "notes.json").write_text("[1, 2]")
+    (tmp_path / "draft.json").write_text("{not json")
     assert cache.load(c, tmp_path) is None and cache.compress_metadata(tmp_path) == 1
     assert cache.read_meta(gz) == meta and (tmp_path / "notes.json").exists()
     assert not (tmp_path / f"{cache.key(c)}.json").exists() and gzip.decompress(gz.read_bytes()).startswith(b'{"key"')

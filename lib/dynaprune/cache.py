@@ -165,7 +165,10 @@ def compress_metadata(root=None) -> int:
     place, the JSON unchanged; returns how many. A file that is not a run entry is left alone."""
     n = 0
     for j in sorted(_root(root).glob("*.json")):
-        meta = json.loads(j.read_text())
+        try:
+            meta = json.loads(j.read_text())
+        except ValueError:           # not JSON: not a run, not ours
+            continue
         if not is_run_entry(meta):
             continue
         _atomic_write(meta_path(j.parent, j.stem), _gz(meta))

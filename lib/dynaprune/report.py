@@ -304,7 +304,7 @@ def verdict_frame(rows) -> pd.DataFrame:
     return df[[c for c in cols if c in df]]
 
 
-def seeds_needed(profile: str | None = None, effect: float | None = None, notebooks=None) -> pd.DataFrame:
+def seeds_needed(profile: str | None = None, effect: float | None = None) -> pd.DataFrame:
     """How many paired seeds each recorded verdict of a profile needs (`stats.pairs_needed`): the fewest that detect
     a true difference of ``effect`` (default: the claims' stated margin, `claims.DEFAULT_MARGIN`, 0.5 points) with 80%
     power at the spread its recorded seeds showed (`stats.sd_from_half_width` of its interval). Read from the
@@ -317,8 +317,6 @@ def seeds_needed(profile: str | None = None, effect: float | None = None, notebo
     rows = []
     for f in sorted(figures_dir(profile).glob("*_numbers.json")):
         meta = json.loads(f.read_text())
-        if notebooks is not None and meta["notebook"][:2] not in notebooks:
-            continue
         for v in meta["verdicts"]:
             n, hw = v.get("n_pairs"), v.get("half_width")
             if not n or n < 2 or hw is None or not np.isfinite(hw):
