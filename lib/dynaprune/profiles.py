@@ -120,7 +120,7 @@ PROFILES = {
         # three seeds showed (`python -m dynaprune.report seeds-needed --profile cpu`, before the switch: largest need
         # within reach per notebook, 04: none within 200 seeds (its rows are collapses), 05: 26, 06: 167, 07: 76,
         # 08: 5) -- except 07, whose runs store per-sample selections (160 kB each: seven more seeds of its 26
-        # runs would take 29 MB of the 60 MB cache), held at five. 04's rows are collapses that more seeds do not decide.
+        # runs would take 29 MB of the 60 MB cache), held at five.
         side_seeds={"04": [0, 1, 2], "05": list(range(10)), "06": list(range(10)), "07": list(range(5)),
                     "08": list(range(5))},
         side_tuning=dict(grid=[0.025, 0.05, 0.1, 0.2], extend=1, tuning_seeds=[100]),
@@ -180,8 +180,8 @@ PROFILES = {
 
 def get(profile: str, check_device: bool = True) -> dict:
     """The profile's parameters (``side`` and ``side_seeds`` filled in: the base and the seeds unless the
-    profile sets them; a notebook's side seeds: `side_seeds`); a GPU profile on a machine without CUDA is refused clearly (``check_device``: reading
-    its cached runs needs no GPU)."""
+    profile sets them; one notebook's: `side_seeds`); a GPU profile on a machine without CUDA is refused clearly
+    (``check_device``: reading its cached runs needs no GPU)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
     p = {"side": {}, **PROFILES[profile]}
@@ -200,11 +200,11 @@ def base_config(profile: str, check_device: bool = True, **overrides) -> RunConf
 
 def side_seeds(profile: str, notebook: str) -> list[int]:
     """The evaluation seeds of side study ``notebook`` ("04"-"08"): the profile's ``side_seeds``, a list for every
-    side study or a dict {notebook: seeds} with an optional ``"default"`` (default: the profile's ``seeds``)."""
+    side study or a dict {notebook: seeds} (a notebook it does not name: the profile's ``seeds``)."""
     p = get(profile, check_device=False)
     s = p["side_seeds"]
     if isinstance(s, dict):
-        s = s.get(str(notebook)[:2], s.get("default", p["seeds"]))
+        s = s.get(str(notebook)[:2], p["seeds"])
     return [int(x) for x in s]
 
 
