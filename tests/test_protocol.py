@@ -636,3 +636,65 @@ def test_a_raju_claim_that_fails_here_but_not_in_its_own_schedule_names_the_sett
     assert by[("own", "0.2", "raju")] == "held" and by[("own", "0.3", "raju")] == "did not hold"
     assert "2 [Raju] row(s) that did not hold here" in readme.verdict_table(tmp_path) and "1 of them did not fail there" \
         in readme.verdict_table(tmp_path)
+
+
+def test_a_learning_rate_check_the_budget_cut_reads_not_run_never_the_chosen_rates_runs(tmp_path, monkeypatch):
+    """A claim's check at a tied rate is made from the runs at that rate: where they flip the verdict it "depends on
+    the learning rate". Where a profile's ``curves["robustness"]`` cuts the check (its runs are not computed), the
+    verdict reads "not checked", naming the check that was not run; it is never made from the chosen rate's runs
+    (which would read "robust" by construction). The profile's cut lists the claims it checks and drops the shared
+    rate; the cells of the other claims get no robustness runs."""
+    import pandas as pd
+    from dynaprune import claims, grids, readme, report, study
+    from dynaprune.cache import RunResult
+    monkeypatch.setenv("DYNAPRUNE_RESULTS", str(tmp_path / "cache"))
+
+    def cell(method, lrs_val, chosen):
+        t = pd.DataFrame(dict(lr=[0.05, 0.1, 0.2], chosen=[x == chosen for x in (0.05, 0.1, 0.2)]))
+        t["val_acc mean"] = t["val_acc seed 100"] = lrs_val
+        return t
+
+    def results(method, lr, accs):
+        return [RunResult(grids.curve_config("smoke", method, None if method == "full" else 0.5, s, lr),
+                          [dict(epoch=0, test_acc=a, val_acc=a, backpropagated=500 if method != "full" else 1000)])
+                for s, a in enumerate(accs)]
+    up, down = [0.92, 0.925, 0.93, 0.921, 0.928], [0.90, 0.902, 0.905, 0.901, 0.899]
+    mid = [0.91, 0.912, 0.915, 0.911, 0.913]
+    om, ra = ("omission", 0.5), ("random", 0.5)
+    curve = {("full", None): (0.1, cell("full", [0.9, 0.95, 0.9], 0.1), results("full", 0.1, up)),
+             om: (0.1, cell("omission", [0.90, 0.901, 0.80], 0.1), results("omission", 0.1, up)),   # 0.05 tied
+             ra: (0.1, cell("random", [0.80, 0.90, 0.80], 0.1), results("random", 0.1, mid))}        # none tied
+    args = ("omission_vs_random", [om, ra], "keep_ratio=0.5", 0.1, 5000)
+    flipped = report.curve_verdict(curve, {(om, 0.05): results("omission", 0.05, down)}, *args)
+    assert flipped["verdict"] == "held" and flipped["lr_robust"] is False and "lr_not_run" not in flipped
+    assert [c["lrs"] for c in flipped["lr_checks"]] == ["omission at lr 0.05 (tied)"]
+    cut = report.curve_verdict(curve, {}, *args)
+    assert cut["verdict"] == "held" and cut["lr_robust"] is None and cut["lr_checks"] == []
+    assert cut["lr_not_run"] == ["omission at lr 0.05 (tied)"]
+    monkeypatch.setenv("DYNAPRUNE_FIGURES", str(tmp_path))
+    report.key_numbers("05_x", profile="smoke", device="cpu", verdicts=[cut])
+    table = readme.verdict_table(tmp_path)
+    assert "not checked (cut from the profile's budget: omission at lr 0.05 (tied))" in table
+    assert "1 budget-curve row(s) whose checks the profile's budget cut" in table
+
+    P = profiles.PROFILES["smoke"]
+    every = study.robustness_cells("smoke", grids.curve_cells("smoke"))
+    part = {**P, "curves": {**P["curves"], "robustness": dict(shared_rate=False, claims=["omission_vs_random"])}}
+    monkeypatch.setitem(profiles.PROFILES, "smoke", part)
+    kept = study.robustness_cells("smoke", grids.curve_cells("smoke"))
+    assert set(kept) == {c for c in every if c[0] in ("omission", "random")} and len(kept) < len(every)
+    at_02 = lambda p: {**profiles.get("smoke"), "base": {**profiles.get("smoke")["base"], "lr": 0.2}, "curves": p["curves"]}
+    assert study._robustness_lrs(at_02(P), curve[om][1], 0.1) == [0.05, 0.2]      # the tied rate and the shared one
+    assert study._robustness_lrs(at_02(part), curve[om][1], 0.1) == [0.05]        # the cut: no shared rate
+    seen = []
+    monkeypatch.setattr(study, "runs", lambda cs, jobs=None, cache_only=False: seen.extend(cs) or
+                        [RunResult(c, [dict(epoch=0, test_acc=0.9, val_acc=0.9, backpropagated=500)]) for c in cs])
+    wider = {**curve, ("ucb", 0.2): curve[om], ("random_dynamic", 0.2): curve[ra]}
+    study.lr_robustness_runs("smoke", wider)
+    assert {(c.sampler, c.lr) for c in seen} == {("omission", 0.05)}             # ucb_vs_random_dynamic: cut
+    monkeypatch.setitem(profiles.PROFILES, "smoke", P)
+    seen.clear()
+    study.lr_robustness_runs("smoke", wider)
+    assert {(c.sampler, c.lr) for c in seen} >= {("omission", 0.05), ("ucb", 0.05)}
+    with pytest.raises(ValueError, match="unknown claim"):
+        claims.curve_cells([om, ra], ["no_such_claim"])

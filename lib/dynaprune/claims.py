@@ -172,13 +172,17 @@ def of(method: str) -> list[Claim]:
     return [c for c in CLAIMS.values() if method in c.curve or (paper is not None and c.paper == paper)]
 
 
-def curve_cells(cells) -> list:
+def curve_cells(cells, keys=None) -> list:
     """The cells among ``cells`` ((method, keep_ratio) pairs, e.g. the budget curves') on which a claim is tested: each
     claim's two curve methods at each keep ratio its paper makes it at (None: the methods' own budgets), where both arms
-    are among ``cells``, in the claims' order, no cell twice (a claim whose method is not among them asks for nothing)."""
+    are among ``cells``, in the claims' order, no cell twice (a claim whose method is not among them asks for nothing).
+    ``keys``: these claims only (default: every claim)."""
     have = set(cells)
+    unknown = sorted(set(keys or ()) - set(CLAIMS))
+    if unknown:
+        raise ValueError(f"unknown claim(s) {unknown}; known: {', '.join(CLAIMS)}")
     pairs = [[(m, None if r is None else float(r)) for m in c.curve] for c in CLAIMS.values() if c.curve
-             for r in c.keep_ratios]
+             and (keys is None or c.key in keys) for r in c.keep_ratios]
     return list(dict.fromkeys(x for p in pairs if all(x in have for x in p) for x in p))
 
 

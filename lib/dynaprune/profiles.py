@@ -21,7 +21,10 @@ split held out of training, on which each method's learning rate is chosen (`tun
 ``curves``: the budget curves of 05 (`grids.curve_cells`): ``methods`` at each of ``ratios`` (full training
 once), each cell's learning rate chosen from ``grid`` on the ``tuning_seeds`` (disjoint from ``seeds``, on
 which test accuracy is reported), the grid grown by a step beyond an edge where the choice lands on it, up to
-``extend`` times (`tuning.tune_then_evaluate`), ``overrides`` of the base setting.
+``extend`` times (`tuning.tune_then_evaluate`), ``overrides`` of the base setting; ``cells``: the part of the grid
+computed (`grids.curve_cells`; the rest is cut), ``robustness``: the learning-rate checks of the claims' verdicts
+(`study.robustness_cells`: ``claims``, those checked, default all; ``shared_rate``: also at the base rate, default
+True).
 """
 from __future__ import annotations
 
@@ -150,7 +153,11 @@ PROFILES = {
                     # wins and per unit of time it did not) and random pruning at every ratio (the curves' reference);
                     # the rest is cut (`study --ledger` lists it; docs/setup.md gives the order)
                     cells=dict(claims=True, extra=[("omission_bc", 0.5), ("selective_backprop", 0.1), ("random", 0.1),
-                                                   ("random", 0.3)]))),
+                                                   ("random", 0.3)]),
+                    # the learning-rate checks (`study.robustness_cells`), cut to fit: each verdict at the rates
+                    # validation cannot tell apart from its choice, not at the shared default rate (ten seeds of
+                    # every claim cell at each: about 7 hours; docs/setup.md gives the cut's order)
+                    robustness=dict(shared_rate=False))),
     "gpu": dict(
         # [Omission] §5: 200 epochs, batch 128, cosine from 0.1, wd 5e-4, 10% warm-up, drop_last=True
         base=dict(dataset="cifar10", model="resnet18", epochs=200, batch_size=128, lr=0.1, schedule="cosine",

@@ -24,10 +24,13 @@ def _test_of(v: dict, f) -> str:
 
 
 def _lr_cell(v: dict, f) -> str:
+    not_run = v.get("lr_not_run") or []
     if v.get("lr_robust") is None:
-        return "not checked (each arm at its lr chosen on one tuning seed)"
+        return (f"not checked (cut from the profile's budget: {'; '.join(not_run)})" if not_run else
+                "not checked (each arm at its lr chosen on one tuning seed)")
     if v["lr_robust"]:
-        return f"robust ({len(v['lr_checks'])} other rate pair(s): same verdict)"
+        return (f"robust ({len(v['lr_checks'])} other rate pair(s): same verdict)"
+                + (f"; not run: {'; '.join(not_run)}" if not_run else ""))
     return "depends: " + "; ".join(f"{c['verdict']} with {c['lrs']} ({f(c['mean_diff'])})"
                                    for c in v["lr_checks"] if c["verdict"] != v["verdict"])
 
@@ -104,6 +107,7 @@ def verdict_table(root=None) -> str:
     invalid = sum(1 for _, v in rows if v["verdict"].startswith(INVALID))
     depends = sum(1 for _, v in rows if v.get("lr_robust") is False)
     unchecked = sum(1 for _, v in rows if v.get("lr_robust") is None)
+    cut = sum(1 for _, v in rows if v.get("lr_robust") is None and v.get("lr_not_run"))
     profiles = sorted({f"{m['profile']} on {m['device']}" for m, _ in rows})
     own = [v for _, v in rows if v.get("own_schedule")]
     out += ["", f"**{len(rows)} rows.** At the chosen learning rates: {count('verdict', HELD)} held, "
@@ -113,7 +117,8 @@ def verdict_table(root=None) -> str:
             f"{sum(1 for v in tested if v['holm_verdict'] == HELD)} held and "
             f"{sum(1 for v in tested if v['holm_verdict'] == DID_NOT_HOLD)} did not hold. Learning rate: "
             f"{sum(1 for _, v in rows if v.get('lr_robust'))} rows checked and robust, {depends} depend on it, "
-            f"{unchecked} not checked (side studies: provisional)."
+            f"{unchecked} not checked (side studies: provisional"
+            + (f"; {cut} budget-curve row(s) whose checks the profile's budget cut" if cut else "") + ")."
             + (f" {len(own)} [Raju] row(s) that did not hold here, read against the same claim in {OWN_SCHEDULE} "
                f"(notebook 06): {sum(1 for v in own if v['own_schedule'] != DID_NOT_HOLD)} of them did not fail there, "
                "so those verdicts name the setting they fail in." if own else ""),

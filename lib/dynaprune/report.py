@@ -268,22 +268,31 @@ def curve_verdict(curve: dict, robust: dict, claim: str, cells, condition: str, 
     """The verdict on ``claim`` between two cells of the budget curves (each method at its chosen learning rate),
     with its learning-rate robustness (`lr_robustness`): the same comparison with one arm moved to each of its
     tied rates (`tuning.tied_lrs`), and with both arms at ``shared_lr``. ``robust``: `study.lr_robustness_runs`'s
-    runs {(cell, lr): results}."""
+    runs {(cell, lr): results}. A check whose runs ``robust`` lacks (a profile's budget cut them) is not made, never
+    stood in for by the chosen rate's runs: it is listed in ``lr_not_run``, and with no check made ``lr_robust`` is
+    None ("not checked")."""
     from .tuning import tied_lrs
     (ca, cb), full = cells, curve[("full", None)]
     name = lambda c: c[0] if c[1] is None else f"{c[0]} keep_ratio={c[1]}"
     chosen = {c: curve[c][0] for c in cells}
 
     def at(lra, lrb):
-        sel = {c: (lr, curve[c][1], robust[(c, lr)] if (c, lr) in robust else curve[c][2])
-               for c, lr in ((ca, lra), (cb, lrb))}
+        sel = {c: (lr, curve[c][1], curve[c][2] if lr == chosen[c] else robust[(c, lr)]) for c, lr in ((ca, lra), (cb, lrb))}
         return compare(curve_runs({("full", None): full, **sel}), claim, name(ca), name(cb), condition)
     v = at(chosen[ca], chosen[cb])
-    checks = [(f"{ca[0]} at lr {t:g} (tied)", at(t, chosen[cb])) for t in tied_lrs(curve[ca][1], val_size)]
-    checks += [(f"{cb[0]} at lr {t:g} (tied)", at(chosen[ca], t)) for t in tied_lrs(curve[cb][1], val_size)]
+    planned = [(f"{ca[0]} at lr {t:g} (tied)", (t, chosen[cb])) for t in tied_lrs(curve[ca][1], val_size)]
+    planned += [(f"{cb[0]} at lr {t:g} (tied)", (chosen[ca], t)) for t in tied_lrs(curve[cb][1], val_size)]
     if (chosen[ca], chosen[cb]) != (shared_lr, shared_lr):
-        checks.append((f"both at the shared lr {shared_lr:g}", at(shared_lr, shared_lr)))
-    return dict(lr_robustness(v, checks), lr_a=chosen[ca], lr_b=chosen[cb])
+        planned.append((f"both at the shared lr {shared_lr:g}", (shared_lr, shared_lr)))
+    ran = lambda lrs: all(lr == chosen[c] or (c, lr) in robust for c, lr in zip((ca, cb), lrs))
+    checks = [(desc, at(*lrs)) for desc, lrs in planned if ran(lrs)]
+    not_run = [desc for desc, lrs in planned if not ran(lrs)]
+    out = dict(lr_robustness(v, checks), lr_a=chosen[ca], lr_b=chosen[cb])
+    if not_run:
+        out["lr_not_run"] = not_run
+        if not checks:
+            out["lr_robust"] = None
+    return out
 
 
 def best_of(runs: pd.DataFrame, labels) -> str:

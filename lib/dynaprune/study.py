@@ -109,21 +109,33 @@ def curve_results(profile: str, methods=None, jobs: int | None = None, cache_onl
 
 def _robustness_lrs(P: dict, table, lr: float) -> list[float]:
     """The other rates a claim cell chosen at ``lr`` is checked at: its tied neighbours on its grid ``table``
-    (`tuning.tied_lrs` on the profile's validation split) and the profile's shared default rate."""
+    (`tuning.tied_lrs` on the profile's validation split) and the profile's shared default rate (unless the profile's
+    ``curves["robustness"]`` sets ``shared_rate=False``)."""
     from . import tuning
-    return [x for x in dict.fromkeys(tuning.tied_lrs(table, P["fair"]["val_size"]) + [float(P["base"]["lr"])]) if x != lr]
+    shared = [float(P["base"]["lr"])] if P.get("curves", {}).get("robustness", {}).get("shared_rate", True) else []
+    return [x for x in dict.fromkeys(tuning.tied_lrs(table, P["fair"]["val_size"]) + shared) if x != lr]
+
+
+def robustness_cells(profile: str, cells) -> list:
+    """The claim cells among ``cells`` whose verdicts are checked at other learning rates: every claim's
+    (`claims.curve_cells`), or those of the claims the profile's ``curves["robustness"]["claims"]`` lists (a budget's
+    cut: the other verdicts read "not run")."""
+    from .profiles import get
+    keys = get(profile, check_device=False).get("curves", {}).get("robustness", {}).get("claims")
+    return claims.curve_cells(cells, keys)
 
 
 def lr_robustness_runs(profile: str, curve: dict, cells=None, jobs: int | None = None, cache_only: bool = False) -> dict:
-    """The evaluation runs of each claim cell (`claims.curve_cells`) at its tied learning rates (`tuning.tied_lrs`: the
+    """The evaluation runs of each claim cell (`robustness_cells`) at its tied learning rates (`tuning.tied_lrs`: the
     grid neighbours of its chosen rate that validation cannot tell apart from it) and at the shared default rate
-    (the profile's base lr), on the evaluation seeds: {(cell, lr): results}, the chosen rate's own runs included.
-    These are what `report.lr_robustness` reads to say whether a verdict survives the learning-rate choice."""
+    (the profile's base lr; `_robustness_lrs`), on the evaluation seeds: {(cell, lr): results}, the chosen rate's own
+    runs included. These are what `report.curve_verdict` reads to say whether a verdict survives the learning-rate
+    choice (a check whose runs are not here is reported as not run)."""
     from . import grids
     from .profiles import get
     P = get(profile)
     out, todo = {}, {}
-    for cell in (claims.curve_cells(curve) if cells is None else cells):
+    for cell in (robustness_cells(profile, curve) if cells is None else cells):
         lr, table, results = curve[cell]
         out[(cell, lr)] = results
         for other in _robustness_lrs(P, table, lr):
@@ -169,7 +181,8 @@ def ledger(profile: str):
     counted); for a claim's cell with its rate chosen, its learning-rate robustness runs (`lr_robustness_runs`).
     ``est_h``: missing runs at the cell's own mean held run time (NaN where it holds none). The budget-matched controls
     of an own-budget method (part ``controls``) are listed once its evaluation runs and full training's are all held
-    (their share is measured then); the cells the profile's ``curves["cells"]`` leaves out of its grid, as ``cut``.
+    (their share is measured then); the cells the profile's ``curves["cells"]`` leaves out of its grid, and the
+    learning-rate checks its ``curves["robustness"]`` leaves out (`robustness_cells`), as ``cut``.
     Reads the cache only; trains nothing."""
     import numpy as np
     import pandas as pd
@@ -187,7 +200,7 @@ def ledger(profile: str):
 
     if C:
         cells = grids.curve_cells(profile)
-        claim = set(claims.curve_cells(cells))
+        claim, checked = set(claims.curve_cells(cells)), set(robustness_cells(profile, cells))
         base = tuning.lr_grid(1.0, C["grid"])
         wide = list(base)
         for _ in range(int(C.get("extend", 0))):
@@ -214,10 +227,12 @@ def ledger(profile: str):
             if choice is not None and len(got) == len(P["seeds"]):
                 done[cell] = (*choice, got)
             others = _robustness_lrs(P, choice[1], choice[0]) if cell in claim and choice is not None else []
-            if others:                         # `lr_robustness_runs`: the tied rates and the shared default rate
+            if others and cell in checked:     # `lr_robustness_runs`: the tied rates and the shared default rate
                 rob = [cache.load(grids.curve_config(profile, *cell, s, x)) for x in others for s in P["seeds"]]
                 row("lr_robustness", name + " at " + ", ".join(f"{x:g}" for x in others),
                     [r for r in rob if r is not None], sum(r is None for r in rob), True)
+            elif others:                       # the profile's ``curves["robustness"]`` leaves its checks out
+                row("cut", name + " lr robustness at " + ", ".join(f"{x:g}" for x in others), [], 0, True)
         own = [c for c in done if c[1] is None and c[0] != "full"]
         if own and ("full", None) in done:       # `curve_results`' budget-matched controls, once the share is measured
             from . import report
