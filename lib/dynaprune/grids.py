@@ -275,17 +275,21 @@ def raju_schedule_config(profile: str, method: str, keep_ratio: float, seed: int
 
 def raju_schedule_runs(profile: str) -> dict:
     """The runs of a profile's [Raju] schedule study (``raju_schedule``: `raju_schedule_config` at each of its ``ratios``
-    for each of its ``methods``, and UCB with each of its ``interventions``, on its ``seeds`` at its ``lr``, with its
-    ``overrides`` of the side setting, and its ``period`` where it sets one): {(method, keep_ratio, intervention or None):
-    [config per seed]}; empty for a profile without one."""
+    for each of its ``methods``, and UCB with each of its ``interventions`` at its ``intervention_ratios`` (default: the
+    ``ratios``), on its ``seeds`` at its ``lr``, with its ``overrides`` of the side setting, and its ``period`` where it
+    sets one): {(method, keep_ratio, intervention or None): [config per seed]}; empty for a profile without one."""
     from .profiles import get
     R = get(profile, check_device=False).get("raju_schedule")
     if not R:
         return {}
-    arms = [(m, None) for m in R["methods"]] + [("ucb", i) for i in R["interventions"]]
-    return {(m, float(r), i): [raju_schedule_config(profile, m, r, seed=s, lr=R["lr"], intervention=i,
-                                                    period=R.get("period"), **R["overrides"])
-                               for s in R["seeds"]] for r in R["ratios"] for m, i in arms}
+    at = lambda m, r, i: [raju_schedule_config(profile, m, r, seed=s, lr=R["lr"], intervention=i, period=R.get("period"),
+                                               **R["overrides"]) for s in R["seeds"]]
+    out = {}
+    for r in R["ratios"]:
+        out.update({(m, float(r), None): at(m, r, None) for m in R["methods"]})
+        if r in R.get("intervention_ratios", R["ratios"]):
+            out.update({("ucb", float(r), i): at("ucb", r, i) for i in R["interventions"]})
+    return out
 
 
 def es_table5(rho) -> dict:
