@@ -256,48 +256,37 @@ def test_fair_protocol_end_to_end_on_smoke_and_quick():
     assert table.loc[table["chosen"], "val_acc mean"].item() == table["val_acc mean"].max()
 
 
-def test_a_side_study_run_is_the_fair_protocols_with_its_variant_on_top_and_the_earlier_one_until_recomputed(monkeypatch):
-    """`grids.side_config`: under the fair protocol the side setting with the validation split, the recipe and the
+def test_a_side_study_run_is_the_fair_protocols_with_its_variant_on_top():
+    """`grids.side_config`: the fair protocol at the side setting, with the validation split, the recipe and the
     paper regime, the given options winning (an ablation's), a keep_ratio forced on an own-budget method labelled, a
-    T_p other than the regime's replacing its sub-epoch checkpoints; a notebook the profile lists in ``side_earlier``
-    gets the earlier protocol's run (the options as given, no warm-up, no validation split)."""
+    T_p other than the regime's replacing its sub-epoch checkpoints."""
     from dynaprune import grids
-    c = grids.side_config("smoke", "06", "ucb", {"keep_ratio": 0.3, "c": 4.0}, seed=2, lr=0.1)
+    c = grids.side_config("smoke", "ucb", {"keep_ratio": 0.3, "c": 4.0}, seed=2, lr=0.1)
     o = c.options("sampler_options")
     assert (c.val_size, c.drop_last, c.seed, c.lr) == (profiles.get("smoke")["fair"]["val_size"], True, 2, 0.1)
     assert c.warmup_epochs == pytest.approx(0.1 * c.epochs) and o["c"] == 4.0 and o["keep_ratio"] == 0.3
     assert regimes.outside("ucb", o, c.epochs) is None                      # 20 checkpoints: sub-epoch ones
-    t_p = grids.side_config("smoke", "06", "ucb", {"keep_ratio": 0.3, "period": 2}).options("sampler_options")
+    t_p = grids.side_config("smoke", "ucb", {"keep_ratio": 0.3, "period": 2}).options("sampler_options")
     assert "checkpoints_per_epoch" not in t_p and "outside [Raju]'s regime" in regimes.outside("ucb", t_p, c.epochs)
-    assert grids.side_config("smoke", "07", "infobatch").options("sampler_options") == {"r": 0.5, "delta": 0.875}
-    forced = grids.side_config("smoke", "07", "infobatch", {"keep_ratio": 0.3}).options("sampler_options")
+    assert grids.side_config("smoke", "infobatch").options("sampler_options") == {"r": 0.5, "delta": 0.875}
+    forced = grids.side_config("smoke", "infobatch", {"keep_ratio": 0.3}).options("sampler_options")
     assert forced == {"keep_ratio": 0.3}
-    assert grids.side_config("smoke", "04", "random", {"keep_ratio": 0.3}, val_size=0).val_size == 0
-    # a notebook listed as not recomputed yet keeps the earlier protocol's keys
-    monkeypatch.setitem(profiles.PROFILES["cpu"], "side_earlier", ("04",))
-    assert grids.side_protocol("cpu", "04") == "earlier" and grids.side_protocol("cpu", "06") == "fair"
-    assert grids.side_protocol("smoke", "04") == "fair"
-    old = grids.side_config("cpu", "04", "ucb", {"keep_ratio": 0.3, "period": 1}, seed=1, epochs=7)
-    assert old == profiles.side_config("cpu", epochs=7).replace(sampler="ucb", sampler_options={"keep_ratio": 0.3, "period": 1},
-                                                                 seed=1)
+    assert grids.side_config("smoke", "random", {"keep_ratio": 0.3}, val_size=0).val_size == 0
 
 
-def test_05s_wide_set_moves_to_the_fair_protocol_when_the_profile_says_so(monkeypatch):
+def test_05s_single_budget_comparison_runs_the_fair_protocol_at_each_samplers_chosen_rate():
     """Notebook 05's single-budget comparison (every method at the side setting: its wide set, and [Raju] Fig. 5's
-    equal-samples-seen set; no set at the full setting, where the curves are) is built by `grids.side_config` for "05":
-    the earlier protocol's runs while a profile lists 05 in ``side_earlier``, the fair protocol's at each sampler's
-    chosen rate after."""
+    equal-samples-seen set; no set at the full setting, where the curves are) is built by `grids.side_config`: the
+    fair protocol's runs (validation split, drop_last, warm-up, each method in its paper's regime) at each sampler's
+    chosen rate, the side setting's rate for a sampler without one; one tuning cell per sampler."""
     from dynaprune import grids
-    monkeypatch.setitem(profiles.PROFILES["cpu"], "side_earlier", ("05",))
     sets = grids.comparison_sets("cpu")
     assert set(sets) == {"wide", "seen"} and all(c.train_subset == 20_000 for cs in sets.values() for c in cs)
-    earlier = sets["wide"]
-    assert all(c.val_size == 0 and c.warmup_epochs == 0 for c in earlier)
-    cells = grids.tuning_cells(earlier)
-    assert len(cells) == len({c.sampler for c in earlier}) and cells["infobatch"] == {}
-    monkeypatch.setitem(profiles.PROFILES["cpu"], "side_earlier", ())
+    cells = grids.tuning_cells(sets["wide"])
+    assert len(cells) == len({c.sampler for c in sets["wide"]}) and cells["infobatch"] == {"r": 0.5, "delta": 0.875}
     fair = grids.comparison_sets("cpu", {"omission": 0.1})["wide"]
-    assert [(c.sampler, c.seed, c.epochs_scale) for c in fair] == [(c.sampler, c.seed, c.epochs_scale) for c in earlier]
+    assert [(c.sampler, c.seed, c.epochs_scale) for c in fair] == [(c.sampler, c.seed, c.epochs_scale) for c in sets["wide"]]
+    assert {c.seed for c in fair} == set(profiles.side_seeds("cpu", "05"))
     assert all(c.val_size == 5000 and c.drop_last and c.warmup_epochs == 1.0 for c in fair)
     assert {c.lr for c in fair if c.sampler == "omission"} == {0.1} and {c.lr for c in fair if c.sampler == "full"} == {0.05}
     assert next(c for c in fair if c.sampler == "infobatch").options("sampler_options") == {"r": 0.5, "delta": 0.875}
@@ -306,7 +295,7 @@ def test_05s_wide_set_moves_to_the_fair_protocol_when_the_profile_says_so(monkey
 def test_side_learning_rates_are_chosen_on_validation_at_the_plain_side_setting(monkeypatch):
     """`study.side_lrs` tunes each method at its given variant on the plain side setting (no notebook's overrides, so
     notebooks share the runs), over the grid and tuning seeds, with no evaluation runs; the choice is the best mean
-    validation accuracy. Under the earlier protocol it trains nothing and returns the base's rate."""
+    validation accuracy."""
     from dynaprune import grids, study
     from dynaprune.cache import RunResult
     seen = []
@@ -317,15 +306,12 @@ def test_side_learning_rates_are_chosen_on_validation_at_the_plain_side_setting(
                                                   test_acc=0.0, backpropagated=1)]) for c in configs]
     monkeypatch.setattr(study, "runs", runs)
     T = profiles.get("smoke")["curves"]
-    out = study.side_lrs("smoke", "06", {"ucb": {"keep_ratio": 0.3}, "full": {}})
+    out = study.side_lrs("smoke", {"ucb": {"keep_ratio": 0.3}, "full": {}})
     assert {m: lr for m, (lr, _) in out.items()} == {"ucb": 0.1, "full": 0.05}
     assert {c.seed for c in seen} == set(T["tuning_seeds"]) and {c.lr for c in seen if c.sampler == "full"} == set(T["grid"])
     assert {c.lr for c in seen if c.sampler == "ucb"} == {*T["grid"], 0.2}      # chosen at the edge: the grid grew a step
-    assert all(c == grids.side_config("smoke", "06", c.sampler, {"keep_ratio": 0.3} if c.sampler == "ucb" else {},
+    assert all(c == grids.side_config("smoke", c.sampler, {"keep_ratio": 0.3} if c.sampler == "ucb" else {},
                                       c.seed, c.lr) for c in seen)
-    seen.clear()
-    monkeypatch.setitem(profiles.PROFILES["cpu"], "side_earlier", ("06",))
-    assert study.side_lrs("cpu", "06", {"ucb": {}}) == {"ucb": (profiles.get("cpu")["base"]["lr"], None)} and not seen
 
 
 def test_train_indices_are_the_samples_a_run_trains_on():
@@ -582,7 +568,7 @@ def test_v3_runs_omission_as_written_and_our_bias_correction_as_its_own_row():
     P = profiles.get("v3")
     assert len(P["seeds"]) == 10 and not set(P["seeds"]) & set(P["curves"]["tuning_seeds"])
     # its side studies keep the committed study's side setting (its runs stay valid), except [Omission] as written
-    same = lambda m, o: cache.key(grids.side_config("cpu", "06", m, o, seed=1)) == cache.key(grids.side_config("v3", "06", m, o, seed=1))
+    same = lambda m, o: cache.key(grids.side_config("cpu", m, o, seed=1)) == cache.key(grids.side_config("v3", m, o, seed=1))
     assert same("ucb", {"keep_ratio": 0.3}) and same("full", {}) and not same("omission", {"keep_ratio": 0.3})
 
 

@@ -76,8 +76,8 @@ def equal_seen_configs(base, r, seeds, methods=("ucb", "el2n"), profile=None):
 
 def comparison_sets(profile: str, lrs: dict | None = None) -> dict:
     """The run sets of notebook 05's single-budget comparison, both at the side setting (`profiles.side_config`: the
-    base for a profile without one) on the side seeds, built by `side_config` for notebook "05" (the fair protocol
-    unless the profile lists 05 in ``side_earlier``) at each sampler's rate in ``lrs`` (`study.side_lrs` of
+    base for a profile without one) on the side seeds, built by `side_config` (the fair protocol)
+    at each sampler's rate in ``lrs`` (`study.side_lrs` of
     `tuning_cells` of the wide set; missing: the base's): ``wide``, every method at each of the profile's ``ratios``;
     ``seen``, UCB and EL2N at the smallest ratio under [Raju] Fig. 5's equal-samples-seen protocol. (The full setting's
     comparison is the budget curves, `curve_cells`.)"""
@@ -85,7 +85,7 @@ def comparison_sets(profile: str, lrs: dict | None = None) -> dict:
     from .profiles import side_config as side_base
     P = get(profile)
     side = side_base(profile)
-    on_side = lambda cs: [side_config(profile, "05", c.sampler, c.options("sampler_options"), c.seed,
+    on_side = lambda cs: [side_config(profile, c.sampler, c.options("sampler_options"), c.seed,
                                       (lrs or {}).get(c.sampler), epochs=c.epochs, epochs_scale=c.epochs_scale,
                                       scale_lr=c.scale_lr) for c in cs]
     seeds = side_seeds(profile, "05")
@@ -136,24 +136,19 @@ def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed
     return base.replace(sampler=method, sampler_options=opts, **common)
 
 
-def side_config(profile: str, notebook: str, method: str = "full", options: dict | None = None, seed: int = 0,
+def side_config(profile: str, method: str = "full", options: dict | None = None, seed: int = 0,
                 lr: float | None = None, **overrides):
-    """One run of side study ``notebook`` ("04", "06", "07", "08"; "05" for its wide set): ``method`` with sampler ``options`` at the side
+    """One run of a side study (notebooks 04, 06, 07, 08 and 05's wide set): ``method`` with sampler ``options`` at the side
     setting (`profiles.side_config`: the base, the profile's ``side`` overrides, then ``overrides``), on ``seed``, at
     ``lr`` (the method's rate from `study.side_lrs`; None: the base's).
 
-    Under the fair protocol (`side_protocol`) the run is `fair_config`'s: the validation split, the shared recipe, the
-    method's paper regime filled in under ``options`` (a given option wins, e.g. an ablation's; a ``keep_ratio`` given
-    to a method whose paper sets its own budget replaces the regime's budget and is labelled by `regimes.outside`; a
-    ``period`` other than the regime's replaces its checkpoint schedule). Under the earlier protocol it is the run
-    before it: the options as given, the base's schedule, no warm-up, no validation split."""
+    The run is the fair protocol's (`fair_config`): the validation split, the shared recipe, the method's paper regime
+    filled in under ``options`` (a given option wins, e.g. an ablation's; a ``keep_ratio`` given to a method whose paper
+    sets its own budget replaces the regime's budget and is labelled by `regimes.outside`; a ``period`` other than the
+    regime's replaces its checkpoint schedule)."""
     from .profiles import get
-    from .profiles import side_config as side_base
     P = get(profile)
     options = dict(options or {})
-    if side_protocol(profile, notebook) == "earlier":
-        return side_base(profile, **overrides).replace(sampler=method, sampler_options=options, seed=seed,
-                                                       **({} if lr is None else {"lr": float(lr)}))
     side = {**P["side"], **overrides}
     side_lr = side.pop("lr", None)          # a side setting's own default rate (v3's: the committed study's)
     c = fair_config(profile, method, keep_ratio=options.get("keep_ratio"), seed=seed, lr=side_lr if lr is None else lr, **side)
@@ -163,18 +158,11 @@ def side_config(profile: str, notebook: str, method: str = "full", options: dict
     return c.replace(sampler_options={**filled, **options})
 
 
-def side_unreachable(profile: str, notebook: str, method: str, options: dict | None = None, **overrides) -> str | None:
-    """Why side study ``notebook``'s run of ``method`` with ``options`` cannot run (None when it can): `unreachable` of
+def side_unreachable(profile: str, method: str, options: dict | None = None, **overrides) -> str | None:
+    """Why a side study's run of ``method`` with ``options`` cannot run (None when it can): `unreachable` of
     the options `side_config` fills in (e.g. [ES]'s annealing epochs alone above the keep ratio at this run length)."""
-    c = side_config(profile, notebook, method, options, **overrides)
+    c = side_config(profile, method, options, **overrides)
     return unreachable(method, c.options("sampler_options"), c.epochs)
-
-
-def side_protocol(profile: str, notebook: str) -> str:
-    """"fair" (`side_config`), or "earlier" for a notebook the profile lists in ``side_earlier`` (its side runs not
-    recomputed under the fair protocol yet)."""
-    from .profiles import get
-    return "earlier" if str(notebook)[:2] in get(profile).get("side_earlier", ()) else "fair"
 
 
 def curve_cells(profile: str, methods=None, reachable: bool = True, every: bool = False) -> list[tuple[str, float | None]]:
@@ -266,7 +254,7 @@ def raju_schedule_config(profile: str, method: str, keep_ratio: float, seed: int
         raise ValueError(f"unknown intervention {intervention!r}; known: {', '.join(RAJU_INTERVENTIONS)}")
     from .samplers.raju import own_schedule
     from .train import train_indices
-    base = side_config(profile, "06", "full", seed=seed, lr=lr, **overrides)
+    base = side_config(profile, "full", seed=seed, lr=lr, **overrides)
     s = own_schedule(len(train_indices(base)), base.batch_size, period)
     opts = {"keep_ratio": float(keep_ratio), "period": s["period"], **RAJU_INTERVENTIONS.get(intervention, {})}
     return base.replace(sampler=method, sampler_options=opts, epochs=s["epochs"], schedule="multistep",

@@ -12,9 +12,7 @@
 Side studies: notebooks 04, 06, 07, 08 and 05's single-budget comparison build their runs with `grids.side_config` on the side setting
 (`side_config`: the base plus the profile's ``side`` overrides) on ``side_seeds``; for smoke, quick and gpu these
 equal the base and seeds. They run the fair protocol (validation split, shared recipe, paper regimes, each method's
-learning rate chosen on validation by `study.side_lrs` with ``side_tuning``'s grid, default ``curves``'), except the
-notebooks a profile lists in ``side_earlier``, still on the protocol before it (`grids.side_protocol`; none does now: a
-profile whose side runs are recomputed one notebook at a time lists the rest there, so its cache-only render holds).
+learning rate chosen on validation by `study.side_lrs` with ``side_tuning``'s grid, default ``curves``').
 EL2N's scoring ([Raju] §4: 10 models x 20 epochs) is scaled per profile (el2n_models, el2n_epochs).
 ``fair``: the fair protocol's settings (`grids.fair_config`): ``val_size``, the class-stratified validation
 split held out of training, on which each method's learning rate is chosen (`tuning.choose_lr`).

@@ -147,20 +147,17 @@ def lr_robustness_runs(profile: str, curve: dict, cells=None, jobs: int | None =
     return out
 
 
-def side_lrs(profile: str, notebook: str, cells: dict, jobs: int | None = None) -> dict:
-    """The learning rate of each method of side study ``notebook``: ``cells`` maps a method to the sampler options
+def side_lrs(profile: str, cells: dict, jobs: int | None = None) -> dict:
+    """The learning rate of each method of a side study: ``cells`` maps a method to the sampler options
     it is tuned at (its main variant, e.g. ``{"ucb": {"keep_ratio": 0.3}}``); each is tuned at the plain side setting
     (`grids.side_config` without a notebook's overrides, so notebooks share tuning runs) with the profile's
     ``side_tuning`` grid, tuning seeds and extension (default: its ``curves``'), by `tuning.tune_then_evaluate` with
-    no evaluation seeds (the notebook makes its own runs at the chosen rate). Returns {method: (lr, grid table)};
-    under the earlier protocol (`grids.side_protocol`), the base's learning rate for every method and no table."""
+    no evaluation seeds (the notebook makes its own runs at the chosen rate). Returns {method: (lr, grid table)}."""
     from . import grids, tuning
     from .profiles import get
     P = get(profile)
-    if grids.side_protocol(profile, notebook) == "earlier":
-        return {m: (float(P["base"]["lr"]), None) for m in cells}
     T = P.get("side_tuning", P["curves"])
-    out = tuning.tune_then_evaluate(list(cells), lambda m, lr, s: grids.side_config(profile, notebook, m, cells[m], s, lr),
+    out = tuning.tune_then_evaluate(list(cells), lambda m, lr, s: grids.side_config(profile, m, cells[m], s, lr),
                                     T["grid"], T["tuning_seeds"], [], lambda cs: runs(cs, jobs=jobs),
                                     extend=T.get("extend", 0))
     return {m: (lr, table) for m, (lr, table, _) in out.items()}
