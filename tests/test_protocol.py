@@ -151,8 +151,6 @@ def test_validation_split_is_stratified_disjoint_and_the_same_for_every_run():
     tr, va = validation_split(ds.y_train, 300)
     assert torch.equal(da["x"], ds.x_train[tr]) and torch.equal(da["y_val"], ds.y_train[va])
     assert len(da["x"]) + len(da["x_val"]) == ds.n
-    # the old key is unchanged when no split is asked for (committed runs stay valid)
-    assert "val_size" not in a.replace(val_size=0).to_dict()
 
 
 class _NoTest(dict):

@@ -73,6 +73,47 @@ def test_plain_json_entries_convert_to_compressed_metadata_losslessly(tmp_path):
     assert gz.read_bytes() == first
 
 
+def test_a_version_2_cache_moves_to_this_versions_keys_with_every_result_unchanged(tmp_path):
+    """`cache.rekey`: entries written under version 2's keys (fields added late left out at their defaults, Reducing
+    Epoch's own engine version) load afterwards under `cache.key` with the same records and arrays, an analysis whose
+    params hold a config or a run key is found by `memo` without recomputing, an entry whose key version 2 does not
+    give it today is left and listed as stale, and a second pass moves nothing."""
+    import hashlib
+    import json
+    configs = [cfg(record_selection=True), cfg(epochs_scale=0.5, drop_last=True), cfg(val_size=60)]
+    ran = [run(c, root=tmp_path) for c in configs]
+    for c, r in zip(configs, ran):          # rewrite each entry as version 2 wrote it
+        new, old = cache.key(c), cache._v2_key(c)
+        meta = cache.read_meta(cache.meta_path(tmp_path, new))
+        meta.update(key=old, code_version="2", config=cache._v2_config(meta["config"]))
+        cache.meta_path(tmp_path, old).write_bytes(cache._gz(meta))
+        (tmp_path / f"{new}.npz").rename(tmp_path / f"{old}.npz")
+        cache.meta_path(tmp_path, new).unlink()
+        assert cache.load(c, tmp_path) is None
+    params = dict(base=configs[1].to_dict(), key=cache._v2_key(configs[0]), n=3)
+    stored = json.loads(json.dumps(params, default=str))
+    stored["base"] = cache._v2_config(stored["base"])
+    name = cache._v2_analysis_name("probe", stored)
+    (tmp_path / "analysis").mkdir()
+    np.savez(tmp_path / "analysis" / f"{name}.npz", x=np.arange(3))
+    sha = hashlib.sha256((tmp_path / "analysis" / f"{name}.npz").read_bytes()).hexdigest()
+    (tmp_path / "analysis" / f"{name}.json").write_text(json.dumps(dict(kind="probe", params=stored, code_version="2",
+                                                                       npz_sha256=sha)))
+    stale = cache.meta_path(tmp_path, "0" * 20)     # e.g. written before its sampler's version changed
+    stale.write_bytes(cache._gz(dict(cache.read_meta(cache.meta_path(tmp_path, cache._v2_key(configs[2]))), key="0" * 20)))
+    out = cache.rekey(tmp_path)
+    assert (out["runs"], out["analyses"], out["stale"]) == (3, 1, ["0" * 20]) and stale.exists()
+    for c, r in zip(configs, ran):
+        b = cache.load(c, tmp_path)
+        assert b.from_cache and b.records == r.records and b.arrays.keys() == r.arrays.keys()
+        assert all(np.array_equal(b.arrays[k], r.arrays[k]) for k in r.arrays)
+        assert not cache.meta_path(tmp_path, cache._v2_key(c)).exists()
+    params["key"] = cache.key(configs[0])
+    got = cache.memo("probe", params, lambda: pytest.fail("the moved analysis was recomputed"), tmp_path)
+    assert got["x"].tolist() == [0, 1, 2]
+    assert cache.rekey(tmp_path) == {"runs": 0, "analyses": 0, "stale": ["0" * 20]}
+
+
 def test_hash_is_stable_and_sensitive_to_every_field():
     c = cfg()
     assert cache.key(c) == cache.key(cfg())

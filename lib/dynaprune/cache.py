@@ -81,9 +81,10 @@ def frame(results):
     return pd.DataFrame([row for k, r in sorted(runs.items()) for row in _rows(r.config.to_dict(), r.records, k, r.env)])
 
 
-# Bump when a change to the engine or a sampler changes what a config produces.
-CODE_VERSION = "2"
-REDUCE_EPOCHS_VERSION = 2   # the engine path of epochs_scale < 1
+# Bump when a change to the engine changes what a config produces (a sampler has its own ``version``). "3": every
+# config field is in the key; version 2's keys left out the fields added late while they held their defaults, and gave
+# Reducing Epoch's runs an engine version of their own (`rekey` moves a version-2 cache to version 3, results unchanged).
+CODE_VERSION = "3"
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "data" / "results"
 
 
@@ -207,13 +208,98 @@ def key(config) -> str:
     """Stable hash of the normalised config (sorted JSON), CODE_VERSION (the engine) and the
     sampler's own `version` (so changing one method invalidates only its runs); the device is part
     of the config."""
+    return _hash(dict(config=config.to_dict(), code=CODE_VERSION, sampler=_sampler_version(config)))
+
+
+def _sampler_version(config) -> int:
     from .samplers import SAMPLERS
-    sampler_version = getattr(SAMPLERS.get(config.sampler), "version", 1)
-    parts = {"config": config.to_dict(), "code": CODE_VERSION, "sampler": sampler_version}
-    if config.epochs_scale < 1:   # Reducing Epoch trains epochs * scale exactly (a partial last epoch)
-        parts["reduce_epochs"] = REDUCE_EPOCHS_VERSION
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    return getattr(SAMPLERS.get(config.sampler), "version", 1)
+
+
+def _hash(parts: dict, n: int = 20) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+# Version 2's keys, frozen for `rekey`: the fields added after its first results left out while at their defaults,
+# and Reducing Epoch's engine version (epochs * scale exactly, a partial last epoch) in the key of epochs_scale < 1.
+_V2_LATE_FIELDS = {"drop_last": False, "world_size": 1, "val_size": 0, "channels_last": False}
+
+
+def _v2_config(d: dict) -> dict:
+    """A config's dict as version 2 stored and hashed it (``d``: `RunConfig.to_dict`)."""
+    return {k: v for k, v in d.items() if not (k in _V2_LATE_FIELDS and v == _V2_LATE_FIELDS[k])}
+
+
+def _v2_key(config) -> str:
+    parts = dict(config=_v2_config(config.to_dict()), code="2", sampler=_sampler_version(config))
+    if config.epochs_scale < 1:
+        parts["reduce_epochs"] = 2
+    return _hash(parts)
+
+
+def _v2_analysis_name(kind: str, params) -> str:
+    return f"{kind}-{_hash(dict(kind=kind, params=params, code='2'), 16)}"
+
+
+def rekey(root=None) -> dict:
+    """Move a version-2 cache to `CODE_VERSION`'s keys in place, each result unchanged: a run entry whose stored key is
+    the one version 2 gives its config today (`_v2_key`) gets its config's full dict and `key`; an analysis entry whose
+    name is version 2's for its stored params gets those params with every config in them as a full dict and every
+    moved run key replaced (e.g. a diagnosis's), under `memo`'s name. An entry whose key version 2 does not give it
+    today (its sampler's version changed since, or it was never version 2's) is stale: left as it is and listed, for
+    `prune`. Resumable (a move links the NPZ first, writes the new metadata, then removes the old) and idempotent.
+    Returns {"runs": moved, "analyses": moved, "stale": [names]}."""
+    from .config import RunConfig
+    d = _root(root)
+    moved, stale = {}, []
+    for j in run_files(d):
+        old = j.name[:-len(META)]
+        meta = read_meta(j)
+        if not is_run_entry(meta) or meta.get("code_version") == CODE_VERSION:
+            continue
+        config = RunConfig(**meta["config"])
+        if _v2_key(config) != old:
+            stale.append(old)
+            continue
+        new = key(config)
+        _move(d / f"{old}.npz", d / f"{new}.npz")
+        _atomic_write(meta_path(d, new), _gz(dict(meta, key=new, code_version=CODE_VERSION,
+                                                 config=json.loads(json.dumps(config.to_dict(), default=str)))))
+        j.unlink()
+        (d / f"{old}.npz").unlink(missing_ok=True)
+        moved[old] = new
+
+    def fresh(x):   # an analysis's params under version 3: configs as full dicts, moved run keys replaced
+        if isinstance(x, dict) and {"sampler", "seed", "dataset"} <= set(x):
+            return json.loads(json.dumps(RunConfig(**x).to_dict(), default=str))
+        if isinstance(x, dict):
+            return {k: fresh(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [fresh(v) for v in x]
+        return moved.get(x, x) if isinstance(x, str) else x
+    analyses = 0
+    for j in sorted((d / "analysis").glob("*.json")):
+        meta = json.loads(j.read_text())
+        if meta.get("code_version") == CODE_VERSION:
+            continue
+        if _v2_analysis_name(meta["kind"], meta["params"]) != j.stem:
+            stale.append(j.stem)
+            continue
+        params = fresh(meta["params"])
+        new = _analysis_name(meta["kind"], params)
+        _move(j.with_suffix(".npz"), j.with_name(f"{new}.npz"))
+        _atomic_write(j.with_name(f"{new}.json"), json.dumps(dict(meta, params=params, code_version=CODE_VERSION),
+                                                            indent=1, default=str).encode())
+        j.unlink()
+        j.with_suffix(".npz").unlink(missing_ok=True)
+        analyses += 1
+    return {"runs": len(moved), "analyses": analyses, "stale": stale}
+
+
+def _move(src: Path, dst: Path):
+    """Link ``src`` as ``dst`` (a rerun after an interruption finds ``dst`` there already)."""
+    if not dst.exists():
+        os.link(src, dst)
 
 
 def _atomic_write(path: Path, data: bytes):
@@ -294,12 +380,16 @@ def load_results(filter=None, root=None):
     return pd.DataFrame(rows)
 
 
+def _analysis_name(kind: str, params) -> str:
+    return f"{kind}-{_hash(dict(kind=kind, params=params, code=CODE_VERSION), 16)}"
+
+
 def memo(kind: str, params: dict, compute, root=None) -> dict:
     """Cache an analysis (not a training run): ``compute()`` returns a dict of arrays, stored as
     <root>/analysis/<kind>-<hash>.npz keyed by ``params`` and CODE_VERSION. Corrupt -> recompute."""
     d = _root(root) / "analysis"
     blob = json.dumps({"kind": kind, "params": params, "code": CODE_VERSION}, sort_keys=True, default=str)
-    k = f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+    k = _analysis_name(kind, params)
     z, j = d / f"{k}.npz", d / f"{k}.json"
     if j.exists():
         try:
@@ -325,17 +415,23 @@ def memo(kind: str, params: dict, compute, root=None) -> dict:
     return out
 
 
-if __name__ == "__main__":   # python -m dynaprune.cache prune LOG [--dry-run] | compress
+if __name__ == "__main__":   # python -m dynaprune.cache prune LOG [--dry-run] | compress | rekey
     import argparse
     ap = argparse.ArgumentParser(description="results-cache maintenance")
-    ap.add_argument("command", choices=["prune", "compress"],
-                    help="prune: delete what a logged render did not read; compress: plain .json metadata to .json.gz")
+    ap.add_argument("command", choices=["prune", "compress", "rekey"],
+                    help="prune: delete what a logged render did not read; compress: plain .json metadata to .json.gz; "
+                         "rekey: move a version-2 cache to this version's keys (`rekey`)")
     ap.add_argument("log", nargs="?", help="prune: a file written by a render with DYNAPRUNE_CACHE_LOG set")
     ap.add_argument("--dry-run", action="store_true", help="prune: list, delete nothing")
     ap.add_argument("--analyses-only", action="store_true", help="prune: keep every run entry")
     a = ap.parse_args()
     if a.command == "compress":
         print(f"compressed the metadata of {compress_metadata()} run entries")
+        raise SystemExit(0)
+    if a.command == "rekey":
+        r = rekey()
+        print(f"moved {r['runs']} run entries and {r['analyses']} analyses to version {CODE_VERSION}'s keys; "
+              f"{len(r['stale'])} stale entries left for `prune`")
         raise SystemExit(0)
     if not a.log:
         ap.error("prune needs LOG")

@@ -52,10 +52,6 @@ class RunConfig:
     val_size: int = 0                # training samples held out for validation (`data.validation_split`); 0: none
     channels_last: bool = False      # image models in channels_last memory format on the CPU too (always on CUDA)
 
-    # Fields added after results were cached: left out of `to_dict` (so of the cache key) while they
-    # hold their default, so adding a field does not invalidate every committed run.
-    _LATE_FIELDS = {"drop_last": False, "world_size": 1, "val_size": 0, "channels_last": False}
-
     def __post_init__(self):
         for name in ("dataset_options", "model_options", "sampler_options"):
             v = getattr(self, name)
@@ -85,9 +81,6 @@ class RunConfig:
             d[name] = self.options(name)
         d["milestones"] = list(self.milestones)
         d["final_signals"] = list(self.final_signals)
-        for name, default in self._LATE_FIELDS.items():
-            if d[name] == default:
-                del d[name]
         return d
 
     def replace(self, **changes) -> "RunConfig":
