@@ -39,7 +39,7 @@ def test_two_processes_plan_like_one(tmp_path, sampler):
     assert sorted(p.name[:-len(cache.META)] for p in cache.run_files(tmp_path / "results")) == sorted([two["key"], one["key"]])
     m2, z2 = entry(tmp_path, two["key"])
     m1, z1 = entry(tmp_path, one["key"])
-    assert m2["config"]["world_size"] == 2 and m2["env"]["world_size"] == 2 and "world_size" not in m1["config"]
+    assert m2["config"]["world_size"] == 2 and m2["env"]["world_size"] == 2 and m1["config"]["world_size"] == 1
     # the same samples planned (and backpropagated) in every epoch as the single process at the same seed
     assert np.array_equal(z2["selection_bits"], z1["selection_bits"])
     assert [r["steps"] for r in m2["records"]] == [r["steps"] for r in m1["records"]]
