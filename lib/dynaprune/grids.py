@@ -76,9 +76,9 @@ def equal_seen_configs(base, r, seeds, methods=("ucb", "el2n"), profile=None):
 
 def comparison_sets(profile: str, lrs: dict | None = None) -> dict:
     """The run sets of notebook 05's single-budget comparison, both at the side setting (`profiles.side_config`: the
-    base for a profile without one) on the side seeds, built by `side_config` (the fair protocol)
-    at each sampler's rate in ``lrs`` (`study.side_lrs` of
-    `tuning_cells` of the wide set; missing: the base's): ``wide``, every method at each of the profile's ``ratios``;
+    base for a profile without one) on the side seeds, built by `side_config` (the fair protocol) at each sampler's
+    rate in ``lrs`` (`study.side_lrs` of `tuning_cells` of the wide set; missing: the side setting's): ``wide``, every
+    method at each of the profile's ``ratios``;
     ``seen``, UCB and EL2N at the smallest ratio under [Raju] Fig. 5's equal-samples-seen protocol. (The full setting's
     comparison is the budget curves, `curve_cells`.)"""
     from .profiles import get, side_seeds
