@@ -281,6 +281,32 @@ def test_rho_loss_counts_its_irreducible_loss_model_in_the_budget(tmp_path, monk
     assert "n_b / n_B = 0.4" in regimes.outside("rho_loss", {"keep_ratio": 0.5}, 20)
 
 
+def test_every_profiles_rho_loss_cell_leaves_its_held_out_split_in_the_pool():
+    """Each profile that runs [RHO-LOSS] on its curves builds a config whose IL model has its default holdout (a tenth
+    of the training set, `rho_loss.il_setup`) outside the validation split and the training set: v3's full
+    Fashion-MNIST runs train on 50,000 of the 55,000 the validation split leaves (``method_base``), so the IL model
+    holds out the other 5,000, and the other methods still train on all 55,000."""
+    from dynaprune.profiles import PROFILES
+    from dynaprune.samplers.rho_loss import il_setup
+    from dynaprune.train import holdout_indices, split_indices
+    checked = set()
+    for name, P in PROFILES.items():
+        if "rho_loss" not in P.get("curves", {}).get("methods", []) or P["base"]["device"] != "cpu":
+            continue
+        c = grids.fair_config(name, "rho_loss", 0.2)
+        train_idx, val_idx = split_indices(c)
+        size, _ = il_setup(len(train_idx), c.epochs)
+        hold = holdout_indices(c, size)
+        assert len(hold) == size > 0
+        assert not set(hold.tolist()) & (set(train_idx.tolist()) | set(val_idx.tolist()))
+        checked.add(name)
+    assert {"quick", "v3"} <= checked
+    v3 = grids.fair_config("v3", "rho_loss", 0.2)
+    assert v3.train_subset == 50_000 and len(split_indices(v3)[0]) == 50_000
+    assert grids.fair_config("v3", "random", 0.2).train_subset is None       # the others keep the whole pool
+    assert grids.side_config("v3", "rho_loss").train_subset == 20_000        # a side setting's subset wins
+
+
 def test_rho_loss_resume_is_bit_identical():
     il = torch.rand(200, generator=torch.Generator().manual_seed(1))
     g = torch.Generator().manual_seed(0)

@@ -158,7 +158,9 @@ CLAIMS = {c.key: c for c in [
           paper_number="'trains in far fewer steps than prior art, improves accuracy'",
           departure="keep ratio 0.2 is [RHO-LOSS]'s n_b / n_B = 0.1 plus its IL model's 0.1 of the budget (the paper "
                     "counts the target model's steps only, the IL model amortised); the IL model learns from a held-out "
-                    "split the other methods do not see; SGD with the shared recipe where the official code uses AdamW"),
+                    "split the other methods do not see (where the pool has no room beside the training set, as on v3's "
+                    "full Fashion-MNIST, RHO-LOSS trains on 10/11 of the others' training set and holds out the rest, "
+                    "its keep ratio a share of its own); SGD with the shared recipe where the official code uses AdamW"),
     Claim("always_plus_random", "Raju", "Table 1", "the always set plus random sometimes samples beats a static subset "
           "of the same size", "04_selection_distribution", "always + random", "static top-k"),
 ]}

@@ -114,11 +114,12 @@ def fair_config(profile: str, method: str, keep_ratio: float | None = None, seed
     ``val_size`` among ``overrides`` replaces the profile's (e.g. 0 for a set too small to split, whose runs take the
     rate tuned elsewhere). A profile's ``regime_options`` ({method: options}) join the regime's: options of a paper's
     regime that its card's defaults do not hold (v3's [Omission] as written, while the committed profile's runs keep
-    the card's default)."""
+    the card's default). A profile's ``method_base`` ({method: base overrides}) sets what a method's protocol needs of
+    the base under ``overrides`` (v3's [RHO-LOSS]: a training set that leaves its held-out split in the pool)."""
     from . import regimes
     from .profiles import base_config, get
     P = get(profile, check_device=False)      # building a config needs no GPU; running it does (`profiles.get`)
-    base = base_config(profile, check_device=False, **overrides)
+    base = base_config(profile, check_device=False, **{**P.get("method_base", {}).get(method, {}), **overrides})
     E = base.epochs
     # channels_last: the small CNN's training epoch in 0.73x the time on this CPU (interleaved runs; docs/speed.md)
     common = dict(seed=seed, lr=base.lr if lr is None else float(lr), channels_last=True,

@@ -139,6 +139,11 @@ PROFILES = {
         # [Omission] as written: the paper's S starts at 1, uncorrected (the card's default, our bias correction,
         # becomes its own row "omission_bc"; the card's default follows when v3 replaces the committed profile)
         regime_options={"omission": {"bias_correction": False}},
+        # [RHO-LOSS]'s irreducible-loss model learns from a held-out split outside the validation split and the run's
+        # training set (`train.holdout_indices`), a tenth of the training set's size (`samplers.rho_loss`): of the
+        # 55,000 images the validation split leaves, its runs train on the first 50,000 and hold out the other 5,000
+        # (the paper's CIFAR runs split the training set likewise); its keep ratio is a share of its own 50,000
+        method_base={"rho_loss": dict(train_subset=50_000)},
         # the run length, chosen on validation (full training, seed 0, each length its own cosine, evaluated every epoch)
         run_length=dict(epochs=[10, 20, 40, 60], lrs=[0.025, 0.1], seed=0),
         curves=dict(methods=["full", "reduce_epochs", "random", "omission", "omission_bc", "ucb", "random_dynamic", "el2n",
