@@ -54,10 +54,14 @@ def test_gpu_profile_refused_without_cuda():
         profiles.get("gpu")
 
 
-def test_side_studies_config():
+def test_side_studies_config(monkeypatch):
     """Notebooks 04, 06, 07, 08 build on `side_config`: the base config and seeds for smoke and quick (so their
-    committed runs keep their keys), a cheaper setting on 3 seeds for cpu."""
+    committed runs keep their keys), a cheaper setting on 3 seeds for cpu; a profile may give each side study its own
+    seeds ({notebook: seeds}; a notebook it does not name takes the profile's seeds)."""
     from dynaprune import profiles
+    monkeypatch.setitem(profiles.PROFILES, "per_notebook", {**profiles.PROFILES["cpu"], "side_seeds": {"06": [0, 1, 2, 3]}})
+    assert profiles.side_seeds("per_notebook", "06_ablations") == [0, 1, 2, 3]
+    assert profiles.side_seeds("per_notebook", "04") == [0, 1, 2, 3, 4]
     for name in ("smoke", "quick"):
         p = profiles.get(name)
         assert profiles.side_config(name) == profiles.base_config(name) and p["side_seeds"] == p["seeds"]
@@ -65,9 +69,9 @@ def test_side_studies_config():
     assert cpu.train_subset == 20_000 and cpu.epochs == 7 and cpu.eval_every == 5
     assert profiles.get("cpu")["side_seeds"] == [0, 1, 2] and profiles.side_config("cpu").epochs == 10
     assert all(profiles.side_seeds("cpu", n) == [0, 1, 2] for n in ("04", "05", "06", "07", "08"))
-    # a profile may give each side study its own seeds (v3: more where its verdicts need them and its budget allows)
-    assert profiles.side_seeds("v3", "06_ablations") == list(range(5)) and profiles.side_seeds("v3", "04") == [0, 1, 2]
-    assert {c.seed for c in grids.comparison_sets("v3")["wide"]} == set(range(5))
+    # v3's side studies keep the committed three seeds (its 16 hours buy none of the numbers their verdicts need)
+    assert all(profiles.side_seeds("v3", n) == [0, 1, 2] for n in ("04", "05", "06_ablations", "07", "08"))
+    assert {c.seed for c in grids.comparison_sets("v3")["wide"]} == {0, 1, 2}
 
 
 def test_curves_refuse_an_unknown_method_before_any_run(tmp_path, monkeypatch):

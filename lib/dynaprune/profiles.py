@@ -116,13 +116,13 @@ PROFILES = {
         # epochs, its tuning), so its side runs stay valid and seeds are added where a claim needs them; the headline
         # curves and [Raju]'s own schedule carry the recipe
         side=dict(train_subset=20_000, epochs=10, eval_every=5, model_options={}, augment=False, lr=0.05),
-        # each side study's paired seeds (seeds 0-2 are the committed study's runs; a side run takes about 19 s here).
-        # Their verdicts need more to detect 0.5 points with 80% power at the spread the committed study's three seeds
-        # showed (`python -m dynaprune.report seeds-needed --profile cpu`, before the switch: largest need within reach
-        # per notebook, 04: none within 200 seeds (its rows are collapses), 05: 26, 06: 167, 07: 76, 08: 5), but the
-        # issue's 16 hours end first (the claims' cells took about 13.5): five for 05's single-budget comparison and
-        # 06, the committed three for 04, 07 and 08 (docs/setup.md: the cut's order)
-        side_seeds={"04": [0, 1, 2], "05": list(range(5)), "06": list(range(5)), "07": [0, 1, 2], "08": [0, 1, 2]},
+        # each side study's paired seeds: the committed study's three (its runs; a side run takes about 19 s here). Their
+        # verdicts need more to detect 0.5 points with 80% power at the spread those three seeds showed (`python -m
+        # dynaprune.report seeds-needed --profile cpu`, before the switch: largest need within reach per notebook, 04:
+        # none within 200 seeds (its rows are collapses), 05: 26, 06: 167, 07: 76, 08: 5), and the issue's 16 hours
+        # end first (the claims' cells took about 14): five seeds for 05 and 06 (once planned) would reach none of those
+        # needs, so every side study stays at three and says which verdicts its seeds cannot decide (docs/setup.md)
+        side_seeds=[0, 1, 2],
         side_tuning=dict(grid=[0.025, 0.05, 0.1, 0.2], extend=1, tuning_seeds=[100]),
         # [Raju] in its own schedule (`grids.raju_schedule_config`): the side subset with the recipe's network and data,
         # the paper's learning rate 0.1 (with its step decay), UCB and random dynamic pruning on three seeds (a run is
