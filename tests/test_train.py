@@ -114,6 +114,40 @@ def test_a_version_2_cache_moves_to_this_versions_keys_with_every_result_unchang
     assert cache.rekey(tmp_path) == {"runs": 0, "analyses": 0, "stale": ["0" * 20]}
 
 
+def test_a_samplers_version_bump_moves_the_runs_it_leaves_unchanged_and_no_other(tmp_path, monkeypatch):
+    """`cache.bump`: when a sampler's default changes (its version with it), its runs that state the option keep their
+    result and move to the new version's keys (with an analysis naming one of them), the runs that took the old default
+    are stale (left for `prune`, never read as the new default's), other samplers' runs are untouched, and a second pass
+    moves nothing."""
+    import json
+    from dynaprune.samplers import SAMPLERS
+    stated = cfg(sampler="omission", sampler_options={"keep_ratio": 0.5, "bias_correction": False})
+    implicit = cfg(sampler="omission", sampler_options={"keep_ratio": 0.5})
+    other = cfg(sampler="full")
+    ran = {name: run(c, root=tmp_path) for name, c in ((False, stated), ("implicit", implicit), ("other", other))}
+    old_keys = {name: cache.key(r.config) for name, r in ran.items()}
+    params = dict(key=old_keys[False], epochs=3)
+    cache.memo("diagnostics", params, lambda: {"x": np.arange(3)}, tmp_path)
+    old = SAMPLERS["omission"].version
+    with pytest.raises(ValueError, match="from an older version"):      # nothing to move: refused, nothing touched
+        cache.bump("omission", old, lambda o: True, tmp_path)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        cache.bump("omision", old, lambda o: True, tmp_path)
+    monkeypatch.setattr(SAMPLERS["omission"], "version", old + 1)
+    assert cache.load(stated, tmp_path) is None and cache.load(other, tmp_path).from_cache
+    out = cache.bump("omission", old, lambda o: "bias_correction" in o, tmp_path)
+    assert (out["runs"], out["analyses"], out["stale"]) == (1, 1, [old_keys["implicit"]])
+    b = cache.load(stated, tmp_path)
+    assert b.from_cache and b.records == ran[False].records
+    assert all(np.array_equal(b.arrays[k], ran[False].arrays[k]) for k in ran[False].arrays)
+    assert cache.load(implicit, tmp_path) is None and cache.load(other, tmp_path).from_cache
+    got = cache.memo("diagnostics", dict(params, key=cache.key(stated)), lambda: pytest.fail("recomputed"), tmp_path)
+    assert got["x"].tolist() == [0, 1, 2]
+    assert json.loads(next((tmp_path / "analysis").glob("*.json")).read_text())["params"]["key"] == cache.key(stated)
+    assert cache.bump("omission", old, lambda o: "bias_correction" in o, tmp_path) == \
+        {"runs": 0, "analyses": 0, "stale": [old_keys["implicit"]]}
+
+
 def test_hash_is_stable_and_sensitive_to_every_field():
     c = cfg()
     assert cache.key(c) == cache.key(cfg())

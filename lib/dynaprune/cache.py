@@ -261,13 +261,7 @@ def rekey(root=None) -> dict:
         if _v2_key(config) != old:
             stale.append(old)
             continue
-        new = key(config)
-        _move(d / f"{old}.npz", d / f"{new}.npz")
-        _atomic_write(meta_path(d, new), _gz(dict(meta, key=new, code_version=CODE_VERSION,
-                                                 config=json.loads(json.dumps(config.to_dict(), default=str)))))
-        j.unlink()
-        (d / f"{old}.npz").unlink(missing_ok=True)
-        moved[old] = new
+        moved[old] = _move_run(d, j, meta, config)
 
     def fresh(x):   # an analysis's params under version 3: configs as full dicts, moved run keys replaced
         if isinstance(x, dict) and {"sampler", "seed", "dataset"} <= set(x):
@@ -290,6 +284,67 @@ def rekey(root=None) -> dict:
         _move(j.with_suffix(".npz"), j.with_name(f"{new}.npz"))
         _atomic_write(j.with_name(f"{new}.json"), json.dumps(dict(meta, params=params, code_version=CODE_VERSION),
                                                             indent=1, default=str).encode())
+        j.unlink()
+        j.with_suffix(".npz").unlink(missing_ok=True)
+        analyses += 1
+    return {"runs": len(moved), "analyses": analyses, "stale": stale}
+
+
+def _move_run(d: Path, j: Path, meta: dict, config) -> str:
+    """Move run entry ``j`` (its metadata ``meta``, its config ``config``) to `key`'s name today, the result unchanged;
+    returns the new key. Resumable: the NPZ is linked first, the new metadata written, then the old removed."""
+    old, new = j.name[:-len(META)], key(config)
+    _move(d / f"{old}.npz", d / f"{new}.npz")
+    _atomic_write(meta_path(d, new), _gz(dict(meta, key=new, code_version=CODE_VERSION,
+                                             config=json.loads(json.dumps(config.to_dict(), default=str)))))
+    if new != old:
+        j.unlink()
+        (d / f"{old}.npz").unlink(missing_ok=True)
+    return new
+
+
+def bump(method: str, old_version: int, keep, root=None) -> dict:
+    """Move the runs of sampler ``method`` keyed under its ``old_version`` to its `version` today, when the change
+    between the two leaves their result as it was: those whose sampler options ``keep(options)`` accepts (e.g. they
+    state the option whose default changed); the others are stale, left for `prune`. Analyses whose params name a moved
+    run (a diagnosis) move with it, under `memo`'s name. Idempotent. Returns {"runs", "analyses", "stale"}."""
+    from .config import RunConfig
+    from .samplers import SAMPLERS
+    if method not in SAMPLERS:
+        raise ValueError(f"unknown sampler {method!r}; known: {', '.join(SAMPLERS)}")
+    today = getattr(SAMPLERS[method], "version", 1)
+    if int(old_version) >= today:
+        raise ValueError(f"{method}'s version today is {today}: bump moves runs from an older version, got {old_version}")
+    d = _root(root)
+    moved, stale = {}, []
+    for j in run_files(d):
+        old = j.name[:-len(META)]
+        meta = read_meta(j)
+        if not is_run_entry(meta) or meta["config"].get("sampler") != method or meta.get("code_version") != CODE_VERSION:
+            continue
+        config = RunConfig(**meta["config"])
+        if _hash(dict(config=config.to_dict(), code=CODE_VERSION, sampler=int(old_version))) != old:
+            continue                                         # keyed under another version (today's, or older)
+        if keep(config.options("sampler_options")):
+            moved[old] = _move_run(d, j, meta, config)
+        else:
+            stale.append(old)
+
+    def fresh(x):
+        if isinstance(x, dict):
+            return {k: fresh(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [fresh(v) for v in x]
+        return moved.get(x, x) if isinstance(x, str) else x
+    analyses = 0
+    for j in sorted((d / "analysis").glob("*.json")) if moved else []:
+        meta = json.loads(j.read_text())
+        params = fresh(meta["params"])
+        if params == meta["params"]:
+            continue
+        new = _analysis_name(meta["kind"], params)
+        _move(j.with_suffix(".npz"), j.with_name(f"{new}.npz"))
+        _atomic_write(j.with_name(f"{new}.json"), json.dumps(dict(meta, params=params), indent=1, default=str).encode())
         j.unlink()
         j.with_suffix(".npz").unlink(missing_ok=True)
         analyses += 1
@@ -415,13 +470,17 @@ def memo(kind: str, params: dict, compute, root=None) -> dict:
     return out
 
 
-if __name__ == "__main__":   # python -m dynaprune.cache prune LOG [--dry-run] | compress | rekey
+if __name__ == "__main__":   # python -m dynaprune.cache prune LOG [--dry-run] | compress | rekey | bump M V --stating O
     import argparse
     ap = argparse.ArgumentParser(description="results-cache maintenance")
-    ap.add_argument("command", choices=["prune", "compress", "rekey"],
+    ap.add_argument("command", choices=["prune", "compress", "rekey", "bump"],
                     help="prune: delete what a logged render did not read; compress: plain .json metadata to .json.gz; "
-                         "rekey: move a version-2 cache to this version's keys (`rekey`)")
-    ap.add_argument("log", nargs="?", help="prune: a file written by a render with DYNAPRUNE_CACHE_LOG set")
+                         "rekey: move a version-2 cache to this version's keys (`rekey`); bump: move a sampler's runs "
+                         "that state an option from its old version's keys to today's (`bump`)")
+    ap.add_argument("log", nargs="?", help="prune: a file written by a render with DYNAPRUNE_CACHE_LOG set; "
+                                           "bump: the sampler (e.g. omission)")
+    ap.add_argument("old_version", nargs="?", type=int, help="bump: the sampler's version before the change")
+    ap.add_argument("--stating", help="bump: the option whose default changed (runs that state it move)")
     ap.add_argument("--dry-run", action="store_true", help="prune: list, delete nothing")
     ap.add_argument("--analyses-only", action="store_true", help="prune: keep every run entry")
     a = ap.parse_args()
@@ -431,6 +490,13 @@ if __name__ == "__main__":   # python -m dynaprune.cache prune LOG [--dry-run] |
     if a.command == "rekey":
         r = rekey()
         print(f"moved {r['runs']} run entries and {r['analyses']} analyses to version {CODE_VERSION}'s keys; "
+              f"{len(r['stale'])} stale entries left for `prune`")
+        raise SystemExit(0)
+    if a.command == "bump":
+        if not (a.log and a.old_version is not None and a.stating):
+            ap.error("bump needs METHOD OLD_VERSION --stating OPTION")
+        r = bump(a.log, a.old_version, lambda o: a.stating in o)
+        print(f"moved {r['runs']} {a.log} runs and {r['analyses']} analyses to its version today; "
               f"{len(r['stale'])} stale entries left for `prune`")
         raise SystemExit(0)
     if not a.log:
