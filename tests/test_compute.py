@@ -194,22 +194,30 @@ def test_the_interventions_resume_bit_identically():
     assert all(torch.equal(epoch(a, e), epoch(b, e)) for e in range(3, 8))
 
 
-def test_the_raju_schedule_study_runs_each_arm_in_the_papers_schedule_with_the_recipes_network():
+def test_the_raju_schedule_study_runs_each_arm_in_the_papers_schedule_with_the_recipes_network(monkeypatch):
     """v3's [Raju] schedule study: UCB and random dynamic pruning at each ratio, and UCB with each intervention (ours)
-    at the intervention ratios only, every arm on the same seeds in [Raju] §4's schedule (20 checkpoints as long as the
+    at the intervention ratios on the intervention seeds, every arm in [Raju] §4's schedule (20 checkpoints as long as the
     paper's, step decay by 5, no warm-up), with batch norm and augmentation; evaluated once per checkpoint."""
+    from dynaprune import profiles
     R = grids.raju_schedule_runs("v3")
-    S = __import__("dynaprune.profiles", fromlist=["get"]).get("v3")["raju_schedule"]
-    assert set(S["intervention_ratios"]) < set(S["ratios"])
+    S = profiles.get("v3")["raju_schedule"]
     assert set(R) == ({(m, r, None) for r in S["ratios"] for m in ("ucb", "random_dynamic")}
-                      | {("ucb", r, x) for r in S["intervention_ratios"] for x in S["interventions"]})
+                      | {("ucb", r, x) for r in S.get("intervention_ratios", S["ratios"]) for x in S["interventions"]})
     for (m, r, i), cs in R.items():
-        assert [c.seed for c in cs] == S["seeds"] and all(c.sampler == m and c.lr == S["lr"] for c in cs)
+        seeds = S["seeds"] if i is None else S.get("intervention_seeds", S["seeds"])
+        assert [c.seed for c in cs] == seeds and all(c.sampler == m and c.lr == S["lr"] for c in cs)
         c = cs[0]
         o = c.options("sampler_options")
         assert (c.schedule, c.gamma, c.warmup_epochs, c.epochs, c.eval_every) == ("multistep", 0.2, 0.0, 20 * o["period"], o["period"])
         assert (c.options("model_options"), c.augment, o["keep_ratio"]) == ({"bn": True}, True, r)
         assert set(o) - {"keep_ratio", "period"} == set(grids.RAJU_INTERVENTIONS.get(i, {}))
+    # a study may test its interventions at fewer ratios and on fewer seeds than its arms
+    monkeypatch.setitem(profiles.PROFILES, "v3_more", {**profiles.PROFILES["v3"], "raju_schedule": dict(
+        S, ratios=[0.2, 0.3], seeds=[0, 1, 2], intervention_ratios=[0.2], intervention_seeds=[1])})
+    more = grids.raju_schedule_runs("v3_more")
+    assert {k for k in more if k[2] is not None} == {("ucb", 0.2, x) for x in S["interventions"]}
+    assert all([c.seed for c in cs] == ([1] if k[2] else [0, 1, 2]) for k, cs in more.items())
+    assert {k[1] for k in more if k[2] is None} == {0.2, 0.3}
     assert grids.raju_schedule_runs("cpu") == {}
     smoke = next(iter(grids.raju_schedule_runs("smoke").values()))[0]      # the seconds-long stand-in: T_p given
     assert (smoke.epochs, smoke.options("sampler_options")["period"], smoke.milestones) == (20, 1, (6.0, 12.0, 16.0))

@@ -265,14 +265,16 @@ def raju_schedule_config(profile: str, method: str, keep_ratio: float, seed: int
 def raju_schedule_runs(profile: str) -> dict:
     """The runs of a profile's [Raju] schedule study (``raju_schedule``: `raju_schedule_config` at each of its ``ratios``
     for each of its ``methods``, and UCB with each of its ``interventions`` at its ``intervention_ratios`` (default: the
-    ``ratios``), on its ``seeds`` at its ``lr``, with its ``overrides`` of the side setting, and its ``period`` where it
-    sets one): {(method, keep_ratio, intervention or None): [config per seed]}; empty for a profile without one."""
+    ``ratios``), on its ``seeds`` (the interventions: on its ``intervention_seeds``, default the ``seeds``) at its
+    ``lr``, with its ``overrides`` of the side setting, and its ``period`` where it sets one): {(method, keep_ratio,
+    intervention or None): [config per seed]}; empty for a profile without one."""
     from .profiles import get
     R = get(profile, check_device=False).get("raju_schedule")
     if not R:
         return {}
     at = lambda m, r, i: [raju_schedule_config(profile, m, r, seed=s, lr=R["lr"], intervention=i, period=R.get("period"),
-                                               **R["overrides"]) for s in R["seeds"]]
+                                               **R["overrides"])
+                          for s in (R["seeds"] if i is None else R.get("intervention_seeds", R["seeds"]))]
     out = {}
     for r in R["ratios"]:
         out.update({(m, float(r), None): at(m, r, None) for m in R["methods"]})
