@@ -17,9 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def savefig(fig, name: str, profile: str, device: str = "cpu"):
     """Save ``fig`` as <figures_dir(profile)>/<name>.png, stamped with the profile and device that made it; returns None."""
-    # below everything (va="top" at y=0): never over an axis label; bbox_inches="tight" keeps it in the file
-    fig.text(0.995, -0.01, f"dynaprune · profile={profile} · device={device}", ha="right", va="top",
-             fontsize=7, color="0.4")
+    # above everything drawn (the title included), at the right: never over a label, a title or a legend placed under
+    # the axes (the layout puts such a legend at the bottom, beside a stamp there); bbox_inches="tight" keeps it in
+    fig.canvas.draw()
+    box = fig.get_tightbbox(fig.canvas.get_renderer())
+    fig.text(box.x1 / fig.get_figwidth(), box.y1 / fig.get_figheight() + 0.005,
+             f"dynaprune · profile={profile} · device={device}", ha="right", va="bottom", fontsize=7, color="0.4")
     fig.savefig(figures_dir(profile) / f"{name}.png", dpi=110, bbox_inches="tight")
     # returns nothing: a notebook cell ending here shows the figure, not a machine path
 
