@@ -263,14 +263,9 @@ def rekey(root=None) -> dict:
             continue
         moved[old] = _move_run(d, j, meta, config)
 
-    def fresh(x):   # an analysis's params under version 3: configs as full dicts, moved run keys replaced
-        if isinstance(x, dict) and {"sampler", "seed", "dataset"} <= set(x):
-            return json.loads(json.dumps(RunConfig(**x).to_dict(), default=str))
-        if isinstance(x, dict):
-            return {k: fresh(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [fresh(v) for v in x]
-        return moved.get(x, x) if isinstance(x, str) else x
+    # an analysis's params under version 3: configs as full dicts, moved run keys replaced
+    full = lambda x: json.loads(json.dumps(RunConfig(**x).to_dict(), default=str))
+    fresh = lambda params: _renamed(params, moved, full)
     analyses = 0
     for j in sorted((d / "analysis").glob("*.json")):
         meta = json.loads(j.read_text())
@@ -288,6 +283,18 @@ def rekey(root=None) -> dict:
         j.with_suffix(".npz").unlink(missing_ok=True)
         analyses += 1
     return {"runs": len(moved), "analyses": analyses, "stale": stale}
+
+
+def _renamed(x, moved: dict, config=None):
+    """``x`` (an analysis's params) with every run key in ``moved`` replaced by its new key, and every config dict in it
+    passed through ``config`` (when given)."""
+    if isinstance(x, dict) and config is not None and {"sampler", "seed", "dataset"} <= set(x):
+        return config(x)
+    if isinstance(x, dict):
+        return {k: _renamed(v, moved, config) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_renamed(v, moved, config) for v in x]
+    return moved.get(x, x) if isinstance(x, str) else x
 
 
 def _move_run(d: Path, j: Path, meta: dict, config) -> str:
@@ -330,12 +337,7 @@ def bump(method: str, old_version: int, keep, root=None) -> dict:
         else:
             stale.append(old)
 
-    def fresh(x):
-        if isinstance(x, dict):
-            return {k: fresh(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [fresh(v) for v in x]
-        return moved.get(x, x) if isinstance(x, str) else x
+    fresh = lambda params: _renamed(params, moved)
     analyses = 0
     for j in sorted((d / "analysis").glob("*.json")) if moved else []:
         meta = json.loads(j.read_text())
