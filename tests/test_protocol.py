@@ -547,8 +547,9 @@ def test_a_collapse_outside_the_regime_makes_a_comparison_invalid_and_one_inside
 
 def test_v3_runs_omission_as_written_and_our_bias_correction_as_its_own_row():
     """[Omission] §3.2.1: S is an EMA "as in Adam" and the paper is silent on correcting its start, so study v3's regime
-    runs the paper's uncorrected S (a profile's ``regime_options``), and our bias correction is its own card with its own
-    name and cache key; the committed profile's runs keep the card's default (their configs, so their keys, unchanged)."""
+    runs the paper's uncorrected S (a profile's ``regime_options``, stated in every run's config), `omission` itself
+    defaults to it (a user who lifts the sampler gets the paper's method), and our bias correction is its own card with
+    its own name and cache key."""
     from dynaprune import cache, grids, report
     from dynaprune.samplers import card, make_sampler
     v3 = grids.curve_config("v3", "omission", 0.5, seed=0, lr=0.1)
@@ -558,6 +559,7 @@ def test_v3_runs_omission_as_written_and_our_bias_correction_as_its_own_row():
     assert bc.options("sampler_options") == {"keep_ratio": 0.5} and cache.key(bc) != cache.key(v3.replace(sampler="omission_bc"))
     assert make_sampler("omission_bc", 50, keep_ratio=0.5).tracker.bias_correction
     assert not make_sampler("omission", 50, keep_ratio=0.5, bias_correction=False).tracker.bias_correction
+    assert not make_sampler("omission", 50, keep_ratio=0.5).tracker.bias_correction      # the card: [Omission] as written
     assert "ours" in card("omission_bc").name and card("omission_bc").paper is None
     assert ("omission_bc", 0.5) in grids.curve_cells("v3") and report.method_name("omission_bc") == card("omission_bc").name
     # v3's setting: the papers' recipe (batch norm, augmentation), ten seeds disjoint from the tuning seed

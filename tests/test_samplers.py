@@ -280,8 +280,13 @@ def test_online_prune_threshold():
 
 
 def test_kakurenbo_hides_only_confident_correct_low_loss():
+    """KAKURENBO hides the lowest-loss samples but the mispredicted and the unconfident, and by default (the public
+    code's rule) scales the learning rate by 1 / (1 - F_e) of the epoch's scheduled fraction; ``lr_rule="realised"``
+    (ours) by 1 / (1 - the share actually hidden)."""
     n = 10
+    realised = make_sampler("kakurenbo", n, num_epochs=4, max_fraction=0.5, lr_rule="realised")
     s = make_sampler("kakurenbo", n, num_epochs=4, max_fraction=0.5)
+    assert s.lr_rule == "scheduled"
     logits = torch.tensor([[5.0, 0]] * 3 + [[0.3, 0]] + [[0, 5.0]] + [[0, 0.1]] * 5)
     targets = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
     losses = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
@@ -290,8 +295,12 @@ def test_kakurenbo_hides_only_confident_correct_low_loss():
     s.set_epoch(1)
     # 5 lowest losses: 0,1,2 (confident, correct) + 3 (correct, conf < 0.7) + one of 5..9 (conf < 0.7)
     assert set(torch.nonzero(s.hidden).flatten().tolist()) == {0, 1, 2}
-    assert s.lr_scale == pytest.approx(1 / 0.7)
+    assert s.lr_scale == pytest.approx(1 / (1 - 0.8 * 0.5))    # F_1 = 0.8 F: epoch 1 is the second quarter of 4
     assert s.scoring_request(2).tolist() == [0, 1, 2]
+    realised.set_epoch(0)
+    realised.reweight(torch.arange(n), losses, logits=logits, targets=targets)
+    realised.set_epoch(1)
+    assert torch.equal(realised.hidden, s.hidden) and realised.lr_scale == pytest.approx(1 / 0.7)
 
 
 @pytest.mark.parametrize("name", ["infobatch", "omission", "random", "ucb", "es", "eswp", "online_is",

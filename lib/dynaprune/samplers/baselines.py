@@ -136,14 +136,17 @@ class Kakurenbo(DynamicSampler):
     hidden share follows F, 0.8F, 0.6F, 0.4F by quarters with F = (1 - keep_ratio) E / sum of the
     schedule over epochs 1..E-1 (epoch 0 has no scores and hides nothing), and each epoch takes the
     shortest prefix of the loss order whose eligible (correct and confident) samples reach its
-    target, carrying any shortfall to the next epoch."""
+    target, carrying any shortfall to the next epoch. ``lr_rule``: the learning rate scaled by 1 / (1 - F_e) of the
+    scheduled fraction (``"scheduled"``, the public code's, the default) or of the share actually hidden
+    (``"realised"``, ours)."""
 
-    version = 2  # keep_ratio
+    version = 3  # the public code's learning-rate rule ("scheduled") by default (2: "realised"; `cache.bump` moved the
+                 # runs that state lr_rule)
     requires_num_epochs = True
     needs_logits = True
     _state_keys = ("loss", "correct", "confidence", "seen", "hidden", "lr_scale")
 
-    def __init__(self, n, *, max_fraction=None, keep_ratio=None, tau=KAKURENBO_TAU, lr_rule="realised",
+    def __init__(self, n, *, max_fraction=None, keep_ratio=None, tau=KAKURENBO_TAU, lr_rule="scheduled",
                  num_epochs=None, seed=0, distributed=None):
         if lr_rule not in KAKURENBO_LR_RULES:
             raise ValueError(f"unknown lr_rule {lr_rule!r}; known: {', '.join(KAKURENBO_LR_RULES)}")
@@ -203,7 +206,7 @@ class Kakurenbo(DynamicSampler):
         self.hidden = hide
         # "scheduled" (the public code): 1 / (1 - F_e), the epoch's scheduled fraction (1 in epoch 0, which
         # hides nothing); "realised": 1 / (1 - the share actually hidden), which keep_ratio's carried
-        # shortfalls can drive far above the schedule (the committed cpu runs use it)
+        # shortfalls can drive far above the schedule (ours; the cpu study's runs used it)
         if self.lr_rule == "scheduled":
             hidden = self.fraction(epoch) if self.seen.all() else 0.0
         else:
@@ -245,7 +248,7 @@ def kakurenbo_outside(options: dict, epochs: int) -> str | None:
     if "keep_ratio" in options:
         return (f"outside KAKURENBO's regime: keep_ratio {options['keep_ratio']} solves the hidden fraction F "
                 "(0.77 at 0.5 over 20 epochs) instead of F = 0.3")
-    if options.get("lr_rule", "realised") != "scheduled":
+    if options.get("lr_rule", "scheduled") != "scheduled":
         return "outside KAKURENBO's regime: learning rate scaled by the realised, not the scheduled, hidden share"
     return None
 
