@@ -136,7 +136,8 @@ def bench_curve_times(profile: str = "cpu", repeats: int = 3, methods=None, epoc
     schedule, regime and checkpoints: the run of the curves, at a fixed lr and seed) and stops after ``epochs``
     epochs; the first epoch is a warm-up and is not timed, the others are steady-state epochs. A method whose
     work changes over the run (its card's ``own_budget``, `samplers.Method`: InfoBatch's pruning and annealing, [ES]'s annealing epochs,
-    KAKURENBO's hiding schedule) is timed over its whole run instead. Rounds are interleaved (every cell, then
+    KAKURENBO's hiding schedule) is timed over its whole run instead; one that scores at checkpoints every ``period`` epochs ([Raju]'s) over
+    ``epochs`` - 1 + ``period`` epochs, the timed ones a whole period. Rounds are interleaved (every cell, then
     every cell again), after one untimed warm-up run. Returns {cell label: dict(method, keep_ratio, run_length,
     per_epoch=(min, median, max) of the seconds of training per epoch over the rounds)}; a run's training time
     is per_epoch x run_length (its epochs of data). Reducing Epoch's epochs are full training's and are not
@@ -150,7 +151,9 @@ def bench_curve_times(profile: str = "cpu", repeats: int = 3, methods=None, epoc
     cells = [("full", None)] + [c for c in curve_cells(profile, methods) if c != ("full", None)]
     own = [m for m, r in cells if r is None and m != "full"]
     try:    # the controls sit at the method's measured share: known only from its cached runs
-        cells += [c for c in curve_results(profile, own, cache_only=True) if c not in cells] if own else []
+        # (their own-budget cells only: the profile's cut may leave out a method's other cells, e.g. [ES] at a keep ratio)
+        cells += [c for c in curve_results(profile, cells=[(m, None) for m in own], cache_only=True)
+                  if c not in cells] if own else []
     except cache.CacheMiss:
         print(f"no cached curve runs of {own}: their budget-matched controls are not timed")
     measured = [c for c in cells if c[0] != REDUCE_EPOCHS]      # Reducing Epoch's epochs are full-training epochs
@@ -158,7 +161,11 @@ def bench_curve_times(profile: str = "cpu", repeats: int = 3, methods=None, epoc
     # the first `epochs` epochs of each run (epochs_scale cuts the run; time per epoch does not depend on the lr
     # schedule), or the whole run when its work varies; evaluated never
     whole = {c for c in measured if c[0] in own_budget()}
-    short = {c: cfg.replace(eval_every=10 ** 6, **({} if c in whole else dict(epochs_scale=epochs / cfg.epochs)))
+    # a selector that scores every `period` epochs ([Raju]'s checkpoints) is timed over one whole period after the
+    # warm-up epoch, so that the timed epochs hold one scoring pass in the share a run has
+    period = {c: int(cfg.options("sampler_options").get("period", 1)) for c, cfg in configs.items()}
+    short = {c: cfg.replace(eval_every=10 ** 6, **({} if c in whole else
+                                                     dict(epochs_scale=min(1.0, (epochs + period[c] - 1) / cfg.epochs))))
              for c, cfg in configs.items()}
     run(short[cells[0]], use_cache=False)                                 # warm-up, untimed
     times = {c: [] for c in cells}
@@ -352,7 +359,8 @@ def main(argv=None):
     ap.add_argument("--profile", default="cpu", help="setting of the efficiency benchmark")
     ap.add_argument("--epochs", type=int, default=5, help="epochs per run of the efficiency benchmark (ES and KAKURENBO reach keep 0.5 from 5)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--methods", nargs="*", default=None, help="curves: these methods instead of the profile's list")
+    ap.add_argument("--methods", nargs="*", default=None,
+                    help="curves: these methods instead of the profile's list (their cells replace theirs in the file)")
     a = ap.parse_args(argv)
     pd.set_option("display.width", 200)
     print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
@@ -388,6 +396,14 @@ def main(argv=None):
         out.parent.mkdir(parents=True, exist_ok=True)
         meta = dict(profile=a.profile, machine=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
                     repeats=a.repeats, date=time.strftime("%Y-%m-%d"), cells=cur)
+        if a.methods and out.exists():     # re-measure these methods' cells only: the file's other cells stay as measured
+            old = json.loads(out.read_text())
+            if (old["profile"], old["threads"], old["repeats"]) != (a.profile, meta["threads"], a.repeats):
+                raise SystemExit(f"{out} was measured with another profile, thread count or number of rounds: re-measure "
+                                 "every cell (without --methods)")
+            new = {k: d for k, d in cur.items() if d["method"] in a.methods}
+            meta = {**old, "cells": {**old["cells"], **new},
+                    "updated": old.get("updated", []) + [dict(date=meta["date"], methods=list(a.methods))]}
         out.write_text(json.dumps(meta, indent=1))
         for label, d in cur.items():
             lo, med, hi = d["per_epoch"]

@@ -1,12 +1,16 @@
-"""The study's profiles, in one place: what each notebook trains under smoke / quick / cpu / gpu.
+"""The study's profiles, in one place: what each notebook trains under smoke / quick / cpu / v3 / gpu.
 
 - smoke: seconds per notebook (tests): MNIST-1D, a small MLP, 3 epochs, one seed.
 - quick: the cold run on 2 CPU cores (`make study PROFILE=quick`, target from an empty cache <= 20 min):
   Fashion-MNIST, first 10k training samples, MLP 784-256-256-10, 8 epochs, 2 seeds.
-- cpu: the committed profile (`make study`), the largest study that fits a CPU in hours: full
-  Fashion-MNIST, small CNN, 20 epochs, for the budget curves of 05 (``curves``, 5 paired seeds); every method of
-  05's single-budget comparison and the side studies (04, 06, 07, 08: selection distributions, ablations, label
-  noise, online pruning) on the ``side`` setting, 3 seeds of a 20k subset for 10 epochs.
+- cpu: the study before v3 (committed until 2026-12-07; its curve runs are in the git history before the switch):
+  full Fashion-MNIST, small CNN without batch norm or augmentation, 20 epochs, for the budget curves of 05
+  (``curves``, 5 paired seeds); every method of 05's single-budget comparison and the side studies (04, 06, 07, 08:
+  selection distributions, ablations, label noise, online pruning) on the ``side`` setting, 3 seeds of a 20k subset
+  for 10 epochs.
+- v3: the committed profile (`make study`): the papers' recipe at the cpu scale (batch norm, augmentation, 40 epochs
+  chosen on validation), ten paired seeds for the curves' claim cells, [Raju] in its own schedule, and the side
+  studies on cpu's side setting (its side runs are v3's).
 - gpu: [Omission] §5's setting: CIFAR-10 ResNet-18, 200 epochs, batch 128, SGD momentum 0.9,
   cosine from 0.1 with 10% warm-up, wd 5e-4, drop_last, augmentation, four seeds (needs CUDA and the data).
 Side studies: notebooks 04, 06, 07, 08 and 05's single-budget comparison build their runs with `grids.side_config` on the side setting
@@ -37,7 +41,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 
 # The profile whose results are committed (data/results/) and that `make study` renders; the
 # render test in `make test` renders every notebook of it with computing forbidden.
-COMMITTED = "cpu"
+COMMITTED = "v3"
 
 PROFILES = {
     "smoke": dict(
@@ -94,10 +98,9 @@ PROFILES = {
                              "es", "selective_backprop", "kakurenbo"],
                     ratios=[0.1, 0.2, 0.3, 0.5], grid=[0.025, 0.05, 0.1, 0.2], extend=2, tuning_seeds=[100, 101],
                     overrides=dict(eval_every=20))),
-    # Study v3 (the issue "Study v3"), the committed profile's successor, computed in the background over several
-    # sessions (its runs join data/results/ as they finish; `cpu` stays the committed profile until v3's headline
-    # curves are complete). The papers' recipe at the cpu scale: batch norm in the small CNN and augmentation (random
-    # crop with padding 4, horizontal flip), cosine from 0.1 with 10% warm-up ([Omission] §5's shape), 40 epochs: full
+    # Study v3 (the issue "Study v3"), the committed profile since 2026-12-07 (computed over several sessions, about
+    # 15 hours of this machine: `python -m dynaprune.study --profile v3 --ledger`). The papers' recipe at the cpu
+    # scale: batch norm in the small CNN and augmentation (random crop with padding 4, horizontal flip), cosine from 0.1 with 10% warm-up ([Omission] §5's shape), 40 epochs: full
     # training's validation accuracy at 10 / 20 / 40 / 60 epochs (``run_length``, notebook 05, one seed per length)
     # rises by 1.3 / 0.6 points from 10 to 20 to 40 epochs at lr 0.1, and from 40 to 60 gains 0.34 points at lr 0.1
     # (test -0.04) and 0.68 at lr 0.025 (test +0.35), both within the noise of a difference of two runs on 5,000
