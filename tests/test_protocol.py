@@ -684,3 +684,28 @@ def test_a_learning_rate_check_the_budget_cut_reads_not_run_never_the_chosen_rat
     assert {(c.sampler, c.lr) for c in seen} >= {("omission", 0.05), ("ucb", 0.05)}
     with pytest.raises(ValueError, match="unknown claim"):
         claims.curve_cells([om, ra], ["no_such_claim"])
+
+
+def test_curve_time_benchmark_for_some_methods_replaces_only_their_cells(tmp_path, monkeypatch):
+    """``--only curves --methods M ...`` re-measures M's cells and keeps the file's others as measured (full training's
+    time too: Reducing Epoch's rows copy it), saying when; a file measured with other rounds or threads is refused, and
+    left as it was."""
+    import json
+    from dynaprune import bench
+    out = tmp_path / "bench_curve_times.json"
+    monkeypatch.setattr(bench, "curve_times_path", lambda profile: out)
+    cell = lambda m, r, t: dict(method=m, keep_ratio=r, run_length=3, per_epoch=(t, t, t))
+    times = {"full": cell("full", None, 1.0), "ucb keep_ratio=0.3": cell("ucb", 0.3, 0.5),
+             "random keep_ratio=0.3": cell("random", 0.3, 0.3)}
+    monkeypatch.setattr(bench, "bench_curve_times", lambda profile, repeats, methods: times)
+    bench.main(["--only", "curves", "--profile", "smoke", "--repeats", "1"])
+    times = {"full": cell("full", None, 2.0), "ucb keep_ratio=0.3": cell("ucb", 0.3, 0.9)}
+    bench.main(["--only", "curves", "--profile", "smoke", "--repeats", "1", "--methods", "ucb"])
+    got = json.loads(out.read_text())
+    assert {k: d["per_epoch"][1] for k, d in got["cells"].items()} == {"full": 1.0, "ucb keep_ratio=0.3": 0.9,
+                                                                       "random keep_ratio=0.3": 0.3}
+    assert [u["methods"] for u in got["updated"]] == [["ucb"]]
+    before = out.read_text()
+    with pytest.raises(SystemExit, match="another profile, thread count or number of rounds"):
+        bench.main(["--only", "curves", "--profile", "smoke", "--repeats", "2", "--methods", "ucb"])
+    assert out.read_text() == before
