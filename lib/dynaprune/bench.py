@@ -136,8 +136,9 @@ def bench_curve_times(profile: str = "cpu", repeats: int = 3, methods=None, epoc
     schedule, regime and checkpoints: the run of the curves, at a fixed lr and seed) and stops after ``epochs``
     epochs; the first epoch is a warm-up and is not timed, the others are steady-state epochs. A method whose
     work changes over the run (its card's ``own_budget``, `samplers.Method`: InfoBatch's pruning and annealing, [ES]'s annealing epochs,
-    KAKURENBO's hiding schedule) is timed over its whole run instead; one that scores at checkpoints every ``period`` epochs ([Raju]'s) over
-    ``epochs`` - 1 + ``period`` epochs, the timed ones a whole period. Rounds are interleaved (every cell, then
+    KAKURENBO's hiding schedule) is timed over its whole run instead; one that scores at checkpoints every
+    ``period`` epochs ([Raju]'s) over ``epochs`` - 1 + ``period`` epochs, the timed ones a whole period. Rounds are
+    interleaved (every cell, then
     every cell again), after one untimed warm-up run. Returns {cell label: dict(method, keep_ratio, run_length,
     per_epoch=(min, median, max) of the seconds of training per epoch over the rounds)}; a run's training time
     is per_epoch x run_length (its epochs of data). Reducing Epoch's epochs are full training's and are not

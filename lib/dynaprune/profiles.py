@@ -100,10 +100,10 @@ PROFILES = {
                     overrides=dict(eval_every=20))),
     # Study v3 (the issue "Study v3"), the committed profile since 2026-12-07 (computed over several sessions, about
     # 15 hours of this machine: `python -m dynaprune.study --profile v3 --ledger`). The papers' recipe at the cpu
-    # scale: batch norm in the small CNN and augmentation (random crop with padding 4, horizontal flip), cosine from 0.1 with 10% warm-up ([Omission] §5's shape), 40 epochs: full
-    # training's validation accuracy at 10 / 20 / 40 / 60 epochs (``run_length``, notebook 05, one seed per length)
-    # rises by 1.3 / 0.6 points from 10 to 20 to 40 epochs at lr 0.1, and from 40 to 60 gains 0.34 points at lr 0.1
-    # (test -0.04) and 0.68 at lr 0.025 (test +0.35), both within the noise of a difference of two runs on 5,000
+    # scale: batch norm in the small CNN and augmentation (random crop with padding 4, horizontal flip), cosine from
+    # 0.1 with 10% warm-up ([Omission] §5's shape), 40 epochs: full training's validation accuracy at 10 / 20 / 40 /
+    # 60 epochs (``run_length``, notebook 05, one seed per length) rises by 1.3 / 0.6 points from 10 to 20 to 40
+    # epochs at lr 0.1, and from 40 to 60 gains 0.34 points at lr 0.1 (test -0.04) and 0.68 at lr 0.025 (test +0.35), both within the noise of a difference of two runs on 5,000
     # validation images (1.96 x sqrt(2) x 0.37 = 1.0 point: `report.run_length_table`), as is 20 -> 40 (+0.5 / +0.6);
     # 10 -> 20 gains clearly. The ten-seed check of 40 against 20: Reducing Epoch at keep ratio 0.5 (20 epochs' data,
     # its own cosine) is below full training on validation by 0.36 [0.14, 0.59] points, paired over the ten seeds (each
